@@ -1,0 +1,1 @@
+"""Lightbox glossary package."""

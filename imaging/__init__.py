@@ -1,0 +1,1 @@
+"""Lightbox imaging package."""
