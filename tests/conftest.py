@@ -1,0 +1,76 @@
+"""Session fixtures that start real services on loopback (see tests/services.py).
+
+A service that is not installed skips the tests that need it with a loud reason, unless ``CI`` is
+set, where it fails them: CI must prove every service.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import services
+
+
+def require_service(found: object, what: str) -> None:
+    """Skip (or fail under CI) when ``found`` is falsy."""
+    if found:
+        return
+    message = f"SERVICE MISSING: {what} is not installed; these tests did not run"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set, so this is a failure)")
+    warnings.warn(message, stacklevel=2)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database on a real PostgreSQL server for this test session."""
+    require_service(services.find_postgres(), "PostgreSQL (apt-get install postgresql)")
+    with services.start_postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def orthanc_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real Orthanc with its DICOMweb plugin at ``/dicom-web``."""
+    require_service(services.find_orthanc(), "Orthanc with DICOMweb (apt-get install orthanc orthanc-dicomweb)")
+    with services.start_orthanc(tmp_path_factory.mktemp("orthanc")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def dcmj2pnm() -> str:
+    """Path of dcmtk's ``dcmj2pnm``, the rendering reference."""
+    path = services.find_dcmj2pnm()
+    require_service(path, "dcmtk's dcmj2pnm (apt-get install dcmtk)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium_browser() -> Iterator[Any]:
+    """A Playwright (sync API) ``Browser`` on Debian's headless Chromium."""
+    path = services.find_chromium()
+    require_service(path, "Chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, headless=True, args=services.CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty Lightbox data folder for one test."""
+    folder = tmp_path / "lightbox-data"
+    folder.mkdir()
+    return folder
