@@ -51,7 +51,7 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = 
         if proc is not None and proc.poll() is not None:
             raise ServiceError(f"process exited with status {proc.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2):
                 return
         except urllib.error.HTTPError:
             return  # it answers, even if with an error status
@@ -177,7 +177,7 @@ def start_orthanc(workdir: Path, *, username: str = "", password: str = "") -> I
     }
     cfg = workdir / "orthanc.json"
     cfg.write_text(json.dumps(config))
-    log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(workdir / "orthanc.log", "wb")
     proc = subprocess.Popen([str(program), str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
