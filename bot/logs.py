@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-_BOT_TOKEN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+_BOT_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
 _SHARE_PATH = re.compile(r"(/s/)[A-Za-z0-9_-]{16,}")
 
 
