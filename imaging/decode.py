@@ -1,0 +1,436 @@
+"""Open a DICOM object and decode one frame at a time.
+
+:func:`open_image` reads the header only (everything before Pixel Data), checks the claimed
+size against a pixel limit *before* anything is allocated, and remembers where the pixel data
+value starts in the file. :func:`decode_frame` then reads and decodes just the frame asked for
+with pydicom 3's decoders (pylibjpeg-openjpeg, python-gdcm, pydicom's RLE, Pillow), falling back
+to imagecodecs (BSD) for what those cannot read (12-bit JPEG Extended, some JPEG-LS). A
+1,000-frame object is never decoded whole, and for a file source never read whole either.
+
+Leniencies, as dcmtk has them: a file with no Transfer Syntax in its meta header is read with
+the encoding the parser found; a malformed Number of Frames (``"1A"``) uses its leading digits.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_partial
+from pydicom.pixels import get_decoder
+from pydicom.pixels.utils import as_pixel_options
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+)
+
+from imaging.errors import (
+    CorruptImage,
+    FrameOutOfRange,
+    ImageTooLarge,
+    NoPixelData,
+    NotDicom,
+    RenderError,
+    TruncatedPixelData,
+    UnsupportedCompression,
+)
+
+# Same default as bot.settings.Settings.max_pixels (Rows x Columns x Frames x Samples).
+DEFAULT_MAX_PIXELS = 400_000_000
+
+_PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
+_IDENTITY_TAGS = ("SOPClassUID", "Modality", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns")
+_EXPLICIT_PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
+_ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
+
+
+@dataclass
+class Frame:
+    """One decoded frame: stored values and how to read them.
+
+    ``pixels`` is (rows, columns) or (rows, columns, samples); ``photometric`` is the Photometric
+    Interpretation of *these* values (a JPEG decoder may already have turned YBR into RGB).
+    """
+
+    pixels: np.ndarray
+    photometric: str
+    index: int
+
+
+@dataclass
+class DicomImage:
+    """A DICOM object opened for rendering: its header and where its pixel data lives."""
+
+    ds: Dataset
+    transfer_syntax: UID
+    frames: int
+    rows: int
+    columns: int
+    samples: int
+    path: Path | None = None
+    pixel_keyword: str = "PixelData"
+    pixel_vr: str | None = None
+    # File offset of the pixel data value (file sources), or the in-memory value.
+    pixel_offset: int | None = None
+    pixel_bytes: bytes | None = field(default=None, repr=False)
+    encapsulated: bool = False
+
+    @property
+    def photometric(self) -> str:
+        """Photometric Interpretation (0028,0004) as stored, upper case."""
+        return str(self.ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+
+    @property
+    def frame_pixels(self) -> int:
+        """Pixels in one frame, samples counted."""
+        return self.rows * self.columns * self.samples
+
+    def decoding_options(self) -> dict[str, Any]:
+        """Options for pydicom's decoders, with this module's leniencies applied."""
+        opts = as_pixel_options(_header_for_options(self.ds))
+        opts.update(
+            number_of_frames=self.frames,
+            rows=self.rows,
+            columns=self.columns,
+            samples_per_pixel=self.samples,
+            transfer_syntax_uid=self.transfer_syntax,
+            pixel_keyword=self.pixel_keyword,
+        )
+        opts.setdefault("photometric_interpretation", self.photometric)
+        if self.samples > 1:
+            opts.setdefault("planar_configuration", 0)
+        opts.setdefault("pixel_representation", 0)
+        if self.pixel_vr:
+            opts["pixel_vr"] = self.pixel_vr
+        return opts
+
+
+def _header_for_options(ds: Dataset) -> Dataset:
+    """A copy of the Image Pixel elements with Number of Frames removed (we pass our own reading)."""
+    out = Dataset()
+    for elem in ds.group_dataset(0x0028):
+        if elem.tag == 0x00280008:
+            continue
+        out.add(elem)
+    if "BitsAllocated" not in out:
+        out.BitsAllocated = 16
+    if "BitsStored" not in out:
+        out.BitsStored = out.BitsAllocated
+    return out
+
+
+def lenient_int(ds: Dataset, keyword: str, default: int) -> int:
+    """An integer attribute read leniently: ``"1A"`` gives 1, missing or empty gives ``default``."""
+    elem = ds.get_item(keyword)
+    if elem is None:
+        return default
+    try:
+        value = ds[keyword].value
+        if value is None or value == "":
+            return default
+        if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+            value = value[0]
+        return int(value)
+    except (TypeError, ValueError, KeyError, IndexError):
+        pass  # malformed: read the raw text below
+    raw = ds.get_item(keyword).value
+    text = raw.decode("latin-1", "replace") if isinstance(raw, bytes) else str(raw)
+    match = re.match(r"\s*\+?(\d+)", text)
+    return int(match.group(1)) if match else default
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    """Transfer Syntax UID (0002,0010), or the encoding the parser found when it is missing."""
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if tsyntax:
+        return UID(str(tsyntax).strip("\0 "))
+    implicit, little = ds.original_encoding
+    if implicit in (None, True) and little in (None, True):
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little in (None, True) else ExplicitVRBigEndian
+
+
+def _looks_like_dicom(ds: Dataset, preamble: bytes | None) -> bool:
+    if preamble is not None:
+        return True
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and len(meta):
+        return True
+    return any(keyword in ds for keyword in _IDENTITY_TAGS)
+
+
+def _check_dimensions(ds: Dataset, max_pixels: int) -> tuple[int, int, int, int]:
+    rows = lenient_int(ds, "Rows", 0)
+    columns = lenient_int(ds, "Columns", 0)
+    samples = lenient_int(ds, "SamplesPerPixel", 1) or 1
+    frames = max(lenient_int(ds, "NumberOfFrames", 1), 1)
+    if rows <= 0 or columns <= 0:
+        raise CorruptImage("Rows or Columns missing or zero")
+    bits = lenient_int(ds, "BitsAllocated", 16)
+    if bits not in (1, 8, 16, 32, 64):
+        raise CorruptImage(f"Bits Allocated {bits}")
+    total = rows * columns * frames * samples
+    if total > max_pixels:
+        raise ImageTooLarge(total, max_pixels)
+    return rows, columns, samples, frames
+
+
+def _native_frame_bytes(image: DicomImage) -> float:
+    bits = lenient_int(image.ds, "BitsAllocated", 16)
+    pixels = image.rows * image.columns * image.samples
+    if image.photometric == "YBR_FULL_422" and image.samples == 3:
+        pixels = image.rows * image.columns * 2
+    return pixels * bits / 8
+
+
+def open_image(src: str | os.PathLike[str] | Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomImage:
+    """Read a DICOM header (not its pixels) and check it can be rendered.
+
+    Raises :class:`NotDicom`, :class:`NoPixelData`, :class:`ImageTooLarge`,
+    :class:`TruncatedPixelData`, :class:`UnsupportedCompression` or :class:`CorruptImage`.
+    """
+    if isinstance(src, Dataset):
+        return _open_dataset(src, max_pixels)
+    path = Path(src)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with path.open("rb") as fh:
+                return _open_file(fh, path, max_pixels)
+    except RenderError:
+        raise
+    except IsADirectoryError:
+        raise NotDicom("a folder, not a file") from None
+    except FileNotFoundError:
+        raise
+    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise NotDicom(f"{type(exc).__name__}") from None
+
+
+def _open_file(fh: BinaryIO, path: Path, max_pixels: int) -> DicomImage:
+    head = fh.read(132)
+    preamble = head if len(head) == 132 and head[128:132] == b"DICM" else None
+    fh.seek(0)
+    ds = read_partial(fh, stop_when=lambda tag, vr, length: int(tag) in _PIXEL_TAGS, force=True)
+    element_start = fh.tell()
+    if not _looks_like_dicom(ds, preamble):
+        raise NotDicom("no DICOM preamble and no identifying attributes")
+    tsyntax = _transfer_syntax(ds)
+    if tsyntax == DeflatedExplicitVRLittleEndian:
+        # The parser read a decompressed copy: offsets in it are not file offsets.
+        fh.seek(0)
+        full = pydicom.dcmread(fh, force=True)
+        image = _open_dataset(full, max_pixels)
+        image.path = path
+        return image
+    header = fh.read(12)
+    if len(header) < 8:
+        raise NoPixelData("no Pixel Data element")
+    little = ds.original_encoding[1] is not False
+    endian = "<" if little else ">"
+    group, elem = struct.unpack(f"{endian}HH", header[:4])
+    tag = group << 16 | elem
+    if tag not in _PIXEL_TAGS:
+        raise NoPixelData("no Pixel Data element")
+    if header[4:6] in _EXPLICIT_PIXEL_VRS and len(header) == 12:
+        vr: str | None = header[4:6].decode()
+        (length,) = struct.unpack(f"{endian}L", header[8:12])
+        value_offset = element_start + 12
+    else:
+        vr = None
+        (length,) = struct.unpack(f"{endian}L", header[4:8])
+        value_offset = element_start + 8
+    rows, columns, samples, frames = _check_dimensions(ds, max_pixels)
+    encapsulated = length == 0xFFFFFFFF
+    if encapsulated and not tsyntax.is_compressed:
+        raise CorruptImage("encapsulated pixel data in a native transfer syntax")
+    image = DicomImage(
+        ds=ds,
+        transfer_syntax=tsyntax,
+        frames=frames,
+        rows=rows,
+        columns=columns,
+        samples=samples,
+        path=path,
+        pixel_keyword=_PIXEL_TAGS[tag],
+        pixel_vr=vr,
+        pixel_offset=value_offset,
+        encapsulated=encapsulated,
+    )
+    _check_decoder(image)
+    file_size = path.stat().st_size
+    if encapsulated:
+        fh.seek(value_offset)
+        _check_fragments(fh, file_size, endian)
+    else:
+        available = min(length, file_size - value_offset)
+        needed = _native_frame_bytes(image) * frames
+        if available + 1 < needed:
+            raise TruncatedPixelData(f"{available} of {needed:.0f} bytes")
+    return image
+
+
+def _check_fragments(fh: BinaryIO, file_size: int, endian: str) -> None:
+    """Walk the encapsulated items (headers only) so a cut-off file is refused before decoding."""
+    while True:
+        header = fh.read(8)
+        if len(header) < 8:
+            raise TruncatedPixelData("encapsulated pixel data ends without a sequence delimiter")
+        group, elem, length = struct.unpack(f"{endian}HHL", header)
+        tag = group << 16 | elem
+        if tag == _SEQ_DELIM:
+            return
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            raise CorruptImage(f"unexpected tag {tag:08X} in encapsulated pixel data")
+        if fh.tell() + length > file_size:
+            raise TruncatedPixelData("a fragment runs past the end of the file")
+        fh.seek(length, io.SEEK_CUR)
+
+
+def _open_dataset(ds: Dataset, max_pixels: int) -> DicomImage:
+    keyword = next((kw for kw in _PIXEL_TAGS.values() if kw in ds), None)
+    if keyword is None:
+        raise NoPixelData("no Pixel Data element")
+    rows, columns, samples, frames = _check_dimensions(ds, max_pixels)
+    tsyntax = _transfer_syntax(ds)
+    value = ds[keyword].value
+    if not isinstance(value, bytes | bytearray):
+        raise NoPixelData("Pixel Data has no value")
+    image = DicomImage(
+        ds=ds,
+        transfer_syntax=tsyntax,
+        frames=frames,
+        rows=rows,
+        columns=columns,
+        samples=samples,
+        pixel_keyword=keyword,
+        pixel_vr=ds[keyword].VR,
+        pixel_bytes=bytes(value),
+        encapsulated=tsyntax.is_compressed,
+    )
+    _check_decoder(image)
+    if not image.encapsulated:
+        needed = _native_frame_bytes(image) * frames
+        if len(value) + 1 < needed:
+            raise TruncatedPixelData(f"{len(value)} of {needed:.0f} bytes")
+    return image
+
+
+def _check_decoder(image: DicomImage) -> None:
+    try:
+        get_decoder(image.transfer_syntax)
+    except NotImplementedError:
+        if not _fallback_codec(image.transfer_syntax):
+            raise UnsupportedCompression(f"transfer syntax {image.transfer_syntax}") from None
+
+
+def _fallback_codec(tsyntax: UID) -> str | None:
+    """The imagecodecs function able to decode a transfer syntax, if any."""
+    if tsyntax in JPEGTransferSyntaxes:
+        return "jpeg"
+    if tsyntax in JPEGLSTransferSyntaxes:
+        return "jpegls"
+    if tsyntax in JPEG2000TransferSyntaxes:
+        return "jpeg2k"
+    return None
+
+
+def decode_frame(image: DicomImage, index: int = 0) -> Frame:
+    """Decode frame ``index`` (0-based) and nothing else."""
+    if not 0 <= index < image.frames:
+        raise FrameOutOfRange(index, image.frames)
+    opts = image.decoding_options()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if image.pixel_bytes is not None:
+            return _decode(image, image.pixel_bytes, index, opts)
+        assert image.path is not None and image.pixel_offset is not None
+        with image.path.open("rb") as fh:
+            fh.seek(image.pixel_offset)
+            return _decode(image, fh, index, opts)
+
+
+def iter_frames(image: DicomImage, indices: list[int] | None = None) -> Iterator[Frame]:
+    """Decode frames one after another (all, or ``indices``), holding one at a time."""
+    for index in range(image.frames) if indices is None else indices:
+        yield decode_frame(image, index)
+
+
+def _decode(image: DicomImage, src: bytes | BinaryIO, index: int, opts: dict[str, Any]) -> Frame:
+    try:
+        decoder = get_decoder(image.transfer_syntax)
+    except NotImplementedError:
+        decoder = None
+    first_error: Exception | None = None
+    if decoder is not None:
+        try:
+            arr, props = decoder.as_array(src, index=index, **opts)
+            if not isinstance(src, bytes):
+                src.seek(image.pixel_offset or 0)
+            photometric = str(props.get("photometric_interpretation", image.photometric))
+            return Frame(pixels=arr, photometric=photometric.upper(), index=index)
+        except (EOFError, BufferError) as exc:
+            raise TruncatedPixelData(type(exc).__name__) from None
+        except Exception as exc:  # decoders raise RuntimeError, ValueError, OSError, ...
+            first_error = exc
+            if not isinstance(src, bytes):
+                src.seek(image.pixel_offset or 0)
+    if image.encapsulated and (codec := _fallback_codec(image.transfer_syntax)):
+        return _decode_with_imagecodecs(image, src, index, codec)
+    if first_error is not None and "too short" in str(first_error).lower():
+        raise TruncatedPixelData(str(first_error)[:200])
+    raise CorruptImage(f"{type(first_error).__name__}: {str(first_error)[:200]}")
+
+
+def _decode_with_imagecodecs(image: DicomImage, src: bytes | BinaryIO, index: int, codec: str) -> Frame:
+    import imagecodecs
+
+    try:
+        data = get_frame(src, index, number_of_frames=image.frames)
+    except Exception as exc:
+        raise CorruptImage(f"frame {index} not found: {type(exc).__name__}") from None
+    try:
+        if codec == "jpeg":
+            try:
+                arr = imagecodecs.jpeg8_decode(data)
+            except Exception:
+                arr = imagecodecs.ljpeg_decode(data)
+        elif codec == "jpegls":
+            arr = imagecodecs.jpegls_decode(data)
+        else:
+            arr = imagecodecs.jpeg2k_decode(data)
+    except Exception as exc:
+        raise CorruptImage(f"imagecodecs {codec}: {type(exc).__name__}") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.shape[:2] != (image.rows, image.columns):
+        raise CorruptImage(f"decoded shape {arr.shape} does not match the header")
+    if lenient_int(image.ds, "PixelRepresentation", 0) == 1 and arr.dtype.kind == "u":
+        bits = lenient_int(image.ds, "BitsStored", arr.dtype.itemsize * 8)
+        signed = arr.astype(np.int32)
+        signed[signed >= 1 << (bits - 1)] -= 1 << bits
+        arr = signed
+    photometric = image.photometric
+    if codec == "jpeg" and arr.ndim == 3 and photometric.startswith("YBR"):
+        photometric = "RGB"  # libjpeg converts YCbCr to RGB itself
+    return Frame(pixels=arr, photometric=photometric, index=index)

@@ -1,0 +1,237 @@
+"""One frame to one picture: the entry point the rest of Lightbox calls.
+
+:func:`render_frame` decodes one frame, runs the display pipeline (:mod:`imaging.display`),
+then the geometric transforms (:mod:`imaging.transforms`), then an optional overlay stage,
+and returns a ``uint8`` array. :func:`telegram_photo_bytes` adds Telegram's photo rules and
+JPEG encoding. Greyscale integer frames go through a lookup table built once per call over
+every possible stored value, so a 9-megapixel radiograph costs one table lookup per pixel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from imaging import display
+from imaging.decode import DEFAULT_MAX_PIXELS, DicomImage, Frame, decode_frame, lenient_int, open_image
+from imaging.display import AppliedVoi, WindowChoice
+from imaging.encode import CHAT_BYTE_BUDGET, encode_within
+from imaging.errors import CorruptImage
+from imaging.transforms import (
+    CHAT_PREVIEW_SIZE,
+    TELEGRAM_MAX_PHOTO_BYTES,
+    Region,
+    View,
+    crop,
+    fit,
+    flip,
+    invert,
+    rotate,
+    telegram_safe,
+    validate_region,
+)
+
+Source = str | os.PathLike[str] | Dataset | DicomImage
+# An overlay draws on the finished picture; ``View`` maps original-frame coordinates onto it.
+Overlay = Callable[[np.ndarray, View], np.ndarray]
+
+
+@dataclass
+class Rendered:
+    """A rendered picture and what was done to get it."""
+
+    pixels: np.ndarray
+    voi: AppliedVoi | None
+    frame: int
+    frames: int
+    view: View
+
+
+def as_image(src: Source, max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomImage:
+    """Open ``src`` unless it already is an opened :class:`DicomImage`."""
+    return src if isinstance(src, DicomImage) else open_image(src, max_pixels=max_pixels)
+
+
+def _little_endian(image: DicomImage) -> bool:
+    return image.ds.original_encoding[1] is not False and image.transfer_syntax.is_little_endian
+
+
+def grey_to_uint8(
+    stored: np.ndarray,
+    ds: Dataset,
+    photometric: str,
+    choice: WindowChoice,
+    little_endian: bool = True,
+) -> tuple[np.ndarray, AppliedVoi]:
+    """Greyscale stored values through modality LUT, VOI and presentation to 8 bits.
+
+    For 8- and 16-bit integers the whole chain is computed once over every possible value and
+    applied as a table; other types (32-bit, float) go through it pixel by pixel.
+    """
+    mask = display.padding_mask(stored, ds)
+    if choice.kind == "auto" or (
+        choice.kind == "default" and not display.stored_windows(ds) and not ds.get("VOILUTSequence")
+    ):
+        # The automatic window looks at the picture itself (padding left out).
+        sample_step = max(1, stored.size // 250_000)
+        sample = stored.ravel()[::sample_step]
+        sample_mask = None if mask is None else mask.ravel()[::sample_step]
+        values = display.apply_modality_lut(sample, ds, little_endian)
+        center, width = display.auto_window(values, sample_mask)
+        choice = WindowChoice(kind="explicit", center=center, width=width, function="LINEAR_EXACT")
+        auto = True
+    else:
+        auto = False
+    if stored.dtype.kind in "ui" and stored.dtype.itemsize <= 2:
+        unsigned = stored.view(np.uint8 if stored.dtype.itemsize == 1 else np.uint16)
+        domain = np.arange(2 ** (8 * stored.dtype.itemsize), dtype=unsigned.dtype).view(stored.dtype)
+        modality = display.apply_modality_lut(domain, ds, little_endian)
+        unit, applied = display.apply_voi(modality, ds, choice, little_endian=little_endian)
+        table = display.to_uint8(display.apply_presentation(unit, ds, photometric))
+        out = table[unsigned]
+    else:
+        modality = display.apply_modality_lut(stored, ds, little_endian)
+        unit, applied = display.apply_voi(modality, ds, choice, little_endian=little_endian)
+        out = display.to_uint8(display.apply_presentation(unit, ds, photometric))
+    if auto:
+        applied = AppliedVoi("auto", applied.center, applied.width)
+    return out, applied
+
+
+def frame_to_uint8(
+    frame: Frame, image: DicomImage, choice: WindowChoice | None = None
+) -> tuple[np.ndarray, AppliedVoi | None]:
+    """A decoded frame to an 8-bit grey or RGB picture (display pipeline only, no transforms)."""
+    ds = image.ds
+    choice = choice or WindowChoice()
+    pixels = frame.pixels
+    little = _little_endian(image)
+    photometric = frame.photometric
+    if photometric == "PALETTE COLOR" and pixels.ndim == 2:
+        try:
+            return display.to_uint8(display.apply_palette(pixels, ds, little)), None
+        except (ValueError, KeyError, TypeError):
+            photometric = "MONOCHROME2"  # a palette image without a usable palette: show its grey levels
+    if pixels.ndim == 3:
+        if pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        else:
+            if pixels.shape[2] != 3:
+                pixels = pixels[:, :, :3]
+            bits = lenient_int(ds, "BitsStored", pixels.dtype.itemsize * 8)
+            if pixels.dtype == np.uint8 and photometric not in ("YBR_FULL", "YBR_FULL_422"):
+                return pixels, None
+            if pixels.dtype.kind == "f":
+                return display.to_uint8(np.clip(pixels, 0, 1)), None
+            return display.to_uint8(display.colour_to_unit(pixels, photometric, bits)), None
+    if pixels.ndim != 2:
+        raise CorruptImage(f"decoded frame has shape {pixels.shape}")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        photometric = "MONOCHROME2"
+    return grey_to_uint8(pixels, ds, photometric, choice, little)
+
+
+def render_frame(
+    src: Source,
+    frame: int = 0,
+    window: WindowChoice | None = None,
+    *,
+    rotate_degrees: int = 0,
+    flip_direction: str | None = None,
+    invert_output: bool = False,
+    zoom: Region | None = None,
+    max_size: int = CHAT_PREVIEW_SIZE,
+    overlay: Overlay | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Render one frame to a ``uint8`` array (rows, columns) or (rows, columns, 3).
+
+    See :func:`render` for the parameters; this returns only the pixels.
+    """
+    return render(
+        src,
+        frame,
+        window,
+        rotate_degrees=rotate_degrees,
+        flip_direction=flip_direction,
+        invert_output=invert_output,
+        zoom=zoom,
+        max_size=max_size,
+        overlay=overlay,
+        max_pixels=max_pixels,
+    ).pixels
+
+
+def render(
+    src: Source,
+    frame: int = 0,
+    window: WindowChoice | None = None,
+    *,
+    rotate_degrees: int = 0,
+    flip_direction: str | None = None,
+    invert_output: bool = False,
+    zoom: Region | None = None,
+    max_size: int = CHAT_PREVIEW_SIZE,
+    overlay: Overlay | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Rendered:
+    """Decode frame ``frame`` of ``src`` and make a picture of it.
+
+    ``window``: a :class:`WindowChoice` (default: first stored window, else VOI LUT, else auto).
+    ``rotate_degrees`` (clockwise, multiple of 90), ``flip_direction`` (``"h"``/``"v"``, after the
+    rotation), ``zoom`` (normalised x, y, w, h of the rotated picture), ``max_size`` (long side in
+    pixels, 0 = native), ``invert_output`` (negative), ``overlay`` (drawn last, on the output).
+    Raises a :class:`imaging.errors.RenderError` subclass for anything it cannot show.
+    """
+    if rotate_degrees % 90:
+        raise ValueError("rotation must be a multiple of 90 degrees")
+    if flip_direction not in (None, "h", "v"):
+        raise ValueError("flip must be 'h' or 'v'")
+    view = View(rotate=rotate_degrees % 360, flip=flip_direction, zoom=validate_region(zoom) if zoom else None)
+    image = as_image(src, max_pixels)
+    decoded = decode_frame(image, frame)
+    region = view.source_region()
+    if region is not None:
+        # Crop the stored values first: the pipeline then only touches what is shown.
+        decoded = Frame(crop(decoded.pixels, region), decoded.photometric, decoded.index)
+    pixels, applied = frame_to_uint8(decoded, image, window)
+    pixels = rotate(pixels, view.rotate)
+    if view.flip:
+        pixels = flip(pixels, view.flip)
+    pixels = fit(pixels, max_size)
+    if invert_output:
+        pixels = invert(pixels)
+    if overlay is not None:
+        pixels = overlay(pixels, view)
+    return Rendered(pixels=pixels, voi=applied, frame=frame, frames=image.frames, view=view)
+
+
+def telegram_photo_bytes(
+    src: Source,
+    frame: int = 0,
+    window: WindowChoice | None = None,
+    *,
+    max_size: int = CHAT_PREVIEW_SIZE,
+    budget: int = CHAT_BYTE_BUDGET,
+    **options: object,
+) -> bytes:
+    """A JPEG ready for sendPhoto: long side ``max_size``, w + h <= 10000, aspect <= 20, small.
+
+    ``options`` are :func:`render_frame`'s keyword arguments (rotate_degrees, flip_direction, ...).
+    """
+    pixels = render_frame(src, frame, window, max_size=max_size, **options)  # type: ignore[arg-type]
+    return photo_bytes(pixels, budget)
+
+
+def photo_bytes(pixels: np.ndarray, budget: int = CHAT_BYTE_BUDGET) -> bytes:
+    """Encode an already rendered picture for sendPhoto (Telegram rules enforced)."""
+    safe = telegram_safe(pixels)
+    data = encode_within(safe, min(budget, TELEGRAM_MAX_PHOTO_BYTES))
+    while len(data) > TELEGRAM_MAX_PHOTO_BYTES:
+        safe = fit(safe, int(max(safe.shape[:2]) * 0.7))
+        data = encode_within(safe, TELEGRAM_MAX_PHOTO_BYTES)
+    return data
