@@ -38,9 +38,9 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
 VoiFunction = Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
 _FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
-# Automatic window: percentiles of the non-padding values.
-AUTO_LOW_PERCENTILE = 0.5
-AUTO_HIGH_PERCENTILE = 99.5
+# Automatic window: where outlying tails are cut (see auto_window).
+AUTO_LOW_PERCENTILE = 0.1
+AUTO_HIGH_PERCENTILE = 99.9
 # Subsample big frames for the percentiles: ~250k values describe a histogram well.
 _AUTO_SAMPLE = 250_000
 
@@ -262,11 +262,13 @@ def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
 
 
 def auto_window(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
-    """A robust window (center, width) from percentiles of the values outside ``mask``.
+    """A robust window (center, width) over the values outside ``mask`` (padding).
 
-    Uses the 0.5th to 99.5th percentile, so a few hot pixels or a burned-in marker do not
-    flatten the picture; when those percentiles span nearly the whole range anyway, the full
-    min-max range is used (what dcmtk's ``+Wm`` shows).
+    The window spans the minimum to the maximum, except that an outlying tail is cut at the
+    0.1st / 99.9th percentile when it reaches further beyond that percentile than the whole
+    body of the histogram is wide: a few hot pixels or a burned-in marker then no longer
+    flatten the picture, while ordinary images show their full range (what dcmtk's ``+Wm``
+    shows) and faint hot spots (nuclear medicine uptake) are kept.
     """
     flat = values[~mask] if mask is not None and mask.any() else values.ravel()
     if flat.size == 0:
@@ -278,11 +280,15 @@ def auto_window(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[flo
         return 0.0, 1.0
     lo, hi = float(flat.min()), float(flat.max())
     plo, phi = (float(v) for v in np.percentile(flat, [AUTO_LOW_PERCENTILE, AUTO_HIGH_PERCENTILE]))
-    if hi - lo > 0 and (phi - plo) < 0.5 * (hi - lo):
-        lo, hi = plo, phi
+    body = phi - plo
+    if body > 0:
+        if hi - phi > body:
+            hi = phi
+        if plo - lo > body:
+            lo = plo
     if hi <= lo:
         return lo, 1.0
-    # LINEAR_EXACT-style bounds: c +- w/2 hits lo and hi exactly.
+    # Used with LINEAR_EXACT: c - w/2 and c + w/2 hit lo and hi exactly.
     return (lo + hi) / 2.0, hi - lo
 
 
