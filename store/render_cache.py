@@ -1,0 +1,92 @@
+"""A bounded on-disk cache of rendered pictures, least recently used out.
+
+Keys are opaque strings (the caller hashes what made the picture: instance, frame, view); values are
+the encoded bytes. Files are written atomically, so a crash never leaves a half picture that a later
+read would serve. The cache may be deleted at any time; it holds no data that is not in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+
+class RenderCache:
+    """Encoded pictures under ``root``, at most ``limit_bytes`` in total."""
+
+    def __init__(self, root: Path, limit_bytes: int = 512 * 1024 * 1024) -> None:
+        self.root = Path(root)
+        self.limit_bytes = limit_bytes
+        self._lock = threading.Lock()
+        self._approx_size: int | None = None
+
+    def _path(self, key: str) -> Path:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return self.root / digest[:2] / digest
+
+    def get(self, key: str) -> bytes | None:
+        """The cached bytes for ``key``, or ``None``; a hit counts as a use."""
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; a full disk or any write error just skips caching."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            return
+        with self._lock:
+            if self._approx_size is None:
+                self._approx_size = self.size()
+            self._approx_size += len(data)
+            if self._approx_size > self.limit_bytes:
+                self._approx_size = self.evict()
+
+    def size(self) -> int:
+        """Bytes held now."""
+        return sum(p.stat().st_size for p in self.root.glob("*/*") if p.is_file())
+
+    def evict(self) -> int:
+        """Remove least recently used pictures until the cache is at 80% of its limit; returns the new size."""
+        entries = []
+        for path in self.root.glob("*/*"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        target = int(self.limit_bytes * 0.8)
+        for _, size, path in sorted(entries):
+            if total <= target:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+        return total
+
+    def clear(self) -> None:
+        """Delete every cached picture."""
+        for path in self.root.glob("*/*"):
+            path.unlink(missing_ok=True)
+        with self._lock:
+            self._approx_size = 0
