@@ -43,6 +43,9 @@ class RenderCache:
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``; a full disk or any write error just skips caching."""
         path = self._path(key)
+        with self._lock:
+            if self._approx_size is None:
+                self._approx_size = self.size()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -56,9 +59,7 @@ class RenderCache:
         except OSError:
             return
         with self._lock:
-            if self._approx_size is None:
-                self._approx_size = self.size()
-            self._approx_size += len(data)
+            self._approx_size = (self._approx_size or 0) + len(data)
             if self._approx_size > self.limit_bytes:
                 self._approx_size = self.evict()
 
