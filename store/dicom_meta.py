@@ -1,0 +1,317 @@
+"""The attributes Lightbox indexes, read from a DICOM file's header (never its pixels).
+
+One function per concern, each naming the DICOM attributes it reads. :func:`read_instance_meta`
+parses only up to Pixel Data (``stop_before_pixels``) and defers large values, so indexing a CD
+never decodes an image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from imaging.geometry import plane_from_orientation, slice_location
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Column sizes in store.models: longer values are cut so PostgreSQL accepts them.
+_LIMITS = {
+    "patient_id": 128, "issuer": 128, "patient_name": 512, "birth_date": 16, "sex": 16, "study_time": 16,
+    "study_description": 256, "series_description": 256, "modality": 16, "contrast": 64,
+    "pixel_spacing": 64, "transfer_syntax": 64, "sop_class_uid": 64, "body_part_examined": 64,
+}  # fmt: skip
+
+
+class NotDicomError(ValueError):
+    """The bytes are not a DICOM file."""
+
+
+class DamagedDicomError(ValueError):
+    """A DICOM file that cannot be read or lacks the identifiers needed to file it."""
+
+
+class DicomdirFileError(ValueError):
+    """The file is a DICOMDIR (a CD's index), not an image or document."""
+
+
+@dataclass(frozen=True)
+class InstanceMeta:
+    """Everything the store records about one DICOM object."""
+
+    patient_id: str
+    issuer: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    study_uid: str
+    study_date: date | None
+    study_time: str
+    study_description: str
+    series_uid: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part_examined: str
+    contrast: str
+    slice_thickness: float | None
+    sop_instance_uid: str
+    sop_class_uid: str
+    instance_number: int | None
+    plane: str
+    slice_location: float | None
+    frames: int
+    rows: int | None
+    columns: int | None
+    pixel_spacing: str
+    transfer_syntax: str
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """A string attribute as plain text ('' when absent); multi-valued ones joined with '\\'."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # a malformed value: treat as absent rather than refuse the file
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip().replace("\x00", "")
+
+
+def _cut(field: str, value: str) -> str:
+    return value[: _LIMITS[field]]
+
+
+def integer(ds: Dataset, keyword: str) -> int | None:
+    """An IS/US attribute as int, ``None`` when absent or unreadable."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = value[0]
+        return int(float(value))
+    except Exception:
+        return None
+
+
+def number(ds: Dataset, keyword: str) -> float | None:
+    """A DS/FD attribute as float, ``None`` when absent or unreadable."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        return float(value)
+    except Exception:
+        return None
+
+
+def dicom_date(value: str) -> date | None:
+    """A DA value (YYYYMMDD, or the old YYYY.MM.DD) as a date, ``None`` when absent or invalid."""
+    digits = value.replace(".", "").strip()
+    if len(digits) != 8 or not digits.isdigit():
+        return None
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None
+
+
+def _floats(value: Any, count: int) -> list[float] | None:
+    try:
+        numbers = [float(v) for v in value]
+    except Exception:
+        return None
+    return numbers if len(numbers) == count else None
+
+
+def _functional_group_value(ds: Dataset, sequence: str, keyword: str) -> Any:
+    """A value from the Shared, else the first Per-frame, Functional Groups (enhanced multi-frame objects)."""
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        with contextlib.suppress(Exception):  # a malformed sequence counts as absent
+            item = ds.get(groups)
+            if item:
+                inner = item[0].get(sequence)
+                if inner and keyword in inner[0]:
+                    return inner[0].get(keyword)
+    return None
+
+
+def orientation(ds: Dataset) -> list[float] | None:
+    """Image Orientation (Patient) (0020,0037), from the functional groups for enhanced objects."""
+    value = ds.get("ImageOrientationPatient")
+    if value is None:
+        value = _functional_group_value(ds, "PlaneOrientationSequence", "ImageOrientationPatient")
+    return None if value is None else _floats(value, 6)
+
+
+def position(ds: Dataset) -> list[float] | None:
+    """Image Position (Patient) (0020,0032) of the (first) frame."""
+    value = ds.get("ImagePositionPatient")
+    if value is None:
+        value = _functional_group_value(ds, "PlanePositionSequence", "ImagePositionPatient")
+    return None if value is None else _floats(value, 3)
+
+
+def pixel_spacing(ds: Dataset) -> str:
+    """Pixel Spacing (0028,0030) as 'row\\column' mm, from the functional groups when needed; '' when absent."""
+    value = ds.get("PixelSpacing")
+    if value is None:
+        value = _functional_group_value(ds, "PixelMeasuresSequence", "PixelSpacing")
+    numbers = None if value is None else _floats(value, 2)
+    return "" if numbers is None else "\\".join(f"{n:g}" for n in numbers)
+
+
+def slice_thickness(ds: Dataset) -> float | None:
+    """Slice Thickness (0018,0050), from the functional groups for enhanced objects."""
+    value = number(ds, "SliceThickness")
+    if value is None:
+        raw = _functional_group_value(ds, "PixelMeasuresSequence", "SliceThickness")
+        try:
+            value = None if raw is None else float(raw)
+        except (TypeError, ValueError):
+            value = None
+    return value
+
+
+def is_uid(value: str) -> bool:
+    """Whether ``value`` is a syntactically valid UID (digits and dots, at most 64 characters)."""
+    return 0 < len(value) <= 64 and bool(_UID.match(value))
+
+
+def read_dataset(source: bytes | BinaryIO) -> Dataset:
+    """The header of a DICOM file, up to Pixel Data; large values deferred when reading a stream.
+
+    Files without the 128-byte preamble and 'DICM' (seen on old CDs) are read when they start like a
+    dataset. Raises :class:`NotDicomError` or :class:`DamagedDicomError`.
+    """
+    if isinstance(source, bytes | bytearray):
+        head = bytes(source[:132])
+        stream: BinaryIO = io.BytesIO(source)
+        defer: int | None = None
+    else:
+        stream = source
+        head = stream.read(132)
+        stream.seek(0)
+        defer = 64 * 1024
+    if not head:
+        raise NotDicomError("empty file")
+    force = False
+    if head[128:132] != b"DICM":
+        # No preamble: accept only what starts with a group 0002 or 0008 element (little or big endian).
+        if head[:2] not in (b"\x02\x00", b"\x08\x00", b"\x00\x08"):
+            raise NotDicomError("not a DICOM file")
+        force = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(stream, stop_before_pixels=True, defer_size=defer, force=force)
+    except InvalidDicomError as exc:
+        raise NotDicomError("not a DICOM file") from exc
+    except Exception as exc:
+        raise DamagedDicomError("damaged DICOM file") from exc
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    """Transfer Syntax UID (0002,0010) from the file meta, '' when the file has none."""
+    meta = getattr(ds, "file_meta", None)
+    return text(meta, "TransferSyntaxUID") if meta is not None else ""
+
+
+def is_dicomdir(ds: Dataset) -> bool:
+    """Whether the dataset is a DICOMDIR (Media Storage SOP Class 1.2.840.10008.1.3.10 or a record list)."""
+    meta = getattr(ds, "file_meta", None)
+    sop_class = text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    return sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds
+
+
+def instance_meta(ds: Dataset) -> InstanceMeta:
+    """The indexed attributes of one dataset; raises :class:`DamagedDicomError` without the identifiers.
+
+    Reads the Patient, General Study, General Series, SOP Common, Image Plane and Image Pixel modules.
+    """
+    if is_dicomdir(ds):
+        raise DicomdirFileError("DICOMDIR")
+    study_uid = text(ds, "StudyInstanceUID")
+    series_uid = text(ds, "SeriesInstanceUID")
+    sop_uid = text(ds, "SOPInstanceUID")
+    if not sop_uid:
+        meta = getattr(ds, "file_meta", None)
+        sop_uid = text(meta, "MediaStorageSOPInstanceUID") if meta is not None else ""
+    if not (is_uid(study_uid) and is_uid(series_uid) and is_uid(sop_uid)):
+        raise DamagedDicomError("missing or invalid Study, Series or SOP Instance UID")
+    sop_class = text(ds, "SOPClassUID")
+    if not sop_class:
+        meta = getattr(ds, "file_meta", None)
+        sop_class = text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
+    iop = orientation(ds)
+    ipp = position(ds)
+    frames = integer(ds, "NumberOfFrames")
+    return InstanceMeta(
+        patient_id=_cut("patient_id", text(ds, "PatientID")),
+        issuer=_cut("issuer", text(ds, "IssuerOfPatientID")),
+        patient_name=_cut("patient_name", text(ds, "PatientName")),
+        birth_date=_cut("birth_date", text(ds, "PatientBirthDate")),
+        sex=_cut("sex", text(ds, "PatientSex")),
+        study_uid=study_uid,
+        study_date=dicom_date(text(ds, "StudyDate")) or dicom_date(text(ds, "SeriesDate")),
+        study_time=_cut("study_time", text(ds, "StudyTime")),
+        study_description=_cut("study_description", text(ds, "StudyDescription")),
+        series_uid=series_uid,
+        modality=_cut("modality", text(ds, "Modality").upper()),
+        series_number=integer(ds, "SeriesNumber"),
+        series_description=_cut("series_description", text(ds, "SeriesDescription")),
+        body_part_examined=_cut("body_part_examined", text(ds, "BodyPartExamined")),
+        contrast=_cut("contrast", text(ds, "ContrastBolusAgent")),
+        slice_thickness=slice_thickness(ds),
+        sop_instance_uid=sop_uid,
+        sop_class_uid=_cut("sop_class_uid", sop_class),
+        instance_number=integer(ds, "InstanceNumber"),
+        plane=plane_from_orientation(iop),
+        slice_location=slice_location(iop, ipp),
+        frames=frames if frames and frames > 0 else 1,
+        rows=integer(ds, "Rows"),
+        columns=integer(ds, "Columns"),
+        pixel_spacing=_cut("pixel_spacing", pixel_spacing(ds)),
+        transfer_syntax=_cut("transfer_syntax", transfer_syntax(ds)),
+    )
+
+
+def read_instance_meta(source: bytes | BinaryIO) -> InstanceMeta:
+    """Header-only read of ``source`` and its indexed attributes (see :func:`instance_meta`)."""
+    ds = read_dataset(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return instance_meta(ds)
+    except (DamagedDicomError, DicomdirFileError):
+        raise
+    except Exception as exc:  # a value pydicom cannot convert: the file is damaged
+        raise DamagedDicomError("damaged DICOM file") from exc
+
+
+def referenced_file_ids(dicomdir: Dataset) -> list[Sequence[str]]:
+    """Referenced File ID (0004,1500) of every record in a DICOMDIR, as path components."""
+    found: list[Sequence[str]] = []
+    for record in dicomdir.get("DirectoryRecordSequence", []):
+        value = record.get("ReferencedFileID")
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts: list[str] = [p for p in value.replace("/", "\\").split("\\") if p]
+        else:
+            parts = [str(v) for v in value]
+        if parts:
+            found.append(parts)
+    return found
