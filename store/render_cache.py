@@ -1,17 +1,22 @@
 """A bounded on-disk cache of rendered pictures, least recently used out.
 
 Keys are opaque strings (the caller hashes what made the picture: instance, frame, view); values are
-the encoded bytes. Files are written atomically, so a crash never leaves a half picture that a later
-read would serve. The cache may be deleted at any time; it holds no data that is not in the store.
+the encoded bytes. Each entry lives under a namespace (the patient's opaque public id), so erasing a
+patient removes their cached pictures at once. Files are written atomically, so a crash never leaves a
+half picture that a later read would serve. The cache holds nothing that is not in the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class RenderCache:
@@ -23,13 +28,21 @@ class RenderCache:
         self._lock = threading.Lock()
         self._approx_size: int | None = None
 
-    def _path(self, key: str) -> Path:
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        return self.root / digest[:2] / digest
+    def _folder(self, namespace: str) -> Path:
+        if not _NAMESPACE.match(namespace):
+            raise ValueError("a cache namespace is a short opaque id")
+        return self.root / namespace
 
-    def get(self, key: str) -> bytes | None:
+    def _path(self, key: str, namespace: str = "shared") -> Path:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return self._folder(namespace) / digest[:2] / digest
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".tmp-")]
+
+    def get(self, key: str, namespace: str = "shared") -> bytes | None:
         """The cached bytes for ``key``, or ``None``; a hit counts as a use."""
-        path = self._path(key)
+        path = self._path(key, namespace)
         try:
             data = path.read_bytes()
         except OSError:
@@ -40,9 +53,9 @@ class RenderCache:
             pass
         return data
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, namespace: str = "shared") -> None:
         """Store ``data`` under ``key``; a full disk or any write error just skips caching."""
-        path = self._path(key)
+        path = self._path(key, namespace)
         with self._lock:
             if self._approx_size is None:
                 self._approx_size = self.size()
@@ -65,12 +78,18 @@ class RenderCache:
 
     def size(self) -> int:
         """Bytes held now."""
-        return sum(p.stat().st_size for p in self.root.glob("*/*") if p.is_file())
+        total = 0
+        for path in self._files():
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue
+        return total
 
     def evict(self) -> int:
         """Remove least recently used pictures until the cache is at 80% of its limit; returns the new size."""
         entries = []
-        for path in self.root.glob("*/*"):
+        for path in self._files():
             try:
                 stat = path.stat()
             except OSError:
@@ -85,9 +104,11 @@ class RenderCache:
             total -= size
         return total
 
-    def clear(self) -> None:
-        """Delete every cached picture."""
-        for path in self.root.glob("*/*"):
-            path.unlink(missing_ok=True)
+    def clear(self, namespace: str | None = None) -> None:
+        """Delete every cached picture, or only those of ``namespace``."""
+        if namespace is None:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            shutil.rmtree(self._folder(namespace), ignore_errors=True)
         with self._lock:
-            self._approx_size = 0
+            self._approx_size = None
