@@ -33,11 +33,13 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import (
     UID,
+    AllTransferSyntaxes,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000TransferSyntaxes,
+    JPEGExtended12Bit,
     JPEGLSTransferSyntaxes,
     JPEGTransferSyntaxes,
 )
@@ -261,6 +263,8 @@ def _open_file(fh: BinaryIO, path: Path, max_pixels: int) -> DicomImage:
         value_offset = element_start + 8
     rows, columns, samples, frames = _check_dimensions(ds, max_pixels)
     encapsulated = length == 0xFFFFFFFF
+    if tsyntax not in AllTransferSyntaxes:
+        raise UnsupportedCompression(f"unknown transfer syntax {tsyntax}")
     if encapsulated and not tsyntax.is_compressed:
         raise CorruptImage("encapsulated pixel data in a native transfer syntax")
     image = DicomImage(
@@ -312,6 +316,8 @@ def _open_dataset(ds: Dataset, max_pixels: int) -> DicomImage:
         raise NoPixelData("no Pixel Data element")
     rows, columns, samples, frames = _check_dimensions(ds, max_pixels)
     tsyntax = _transfer_syntax(ds)
+    if tsyntax not in AllTransferSyntaxes:
+        raise UnsupportedCompression(f"unknown transfer syntax {tsyntax}")
     value = ds[keyword].value
     if not isinstance(value, bytes | bytearray):
         raise NoPixelData("Pixel Data has no value")
@@ -381,9 +387,13 @@ def _decode(image: DicomImage, src: bytes | BinaryIO, index: int, opts: dict[str
     except NotImplementedError:
         decoder = None
     first_error: Exception | None = None
+    # GDCM aborts the whole process on some corrupt JPEG 2000 codestreams: openjpeg only there.
+    plugin = "pylibjpeg" if image.transfer_syntax in JPEG2000TransferSyntaxes else ""
+    if image.transfer_syntax == JPEGExtended12Bit and lenient_int(image.ds, "BitsStored", 8) > 8:
+        decoder = None  # no permissive pydicom plugin reads 12-bit JPEG: straight to imagecodecs
     if decoder is not None:
         try:
-            arr, props = decoder.as_array(src, index=index, **opts)
+            arr, props = decoder.as_array(src, index=index, decoding_plugin=plugin, **opts)
             if not isinstance(src, bytes):
                 src.seek(image.pixel_offset or 0)
             photometric = str(props.get("photometric_interpretation", image.photometric))
@@ -396,7 +406,9 @@ def _decode(image: DicomImage, src: bytes | BinaryIO, index: int, opts: dict[str
                 src.seek(image.pixel_offset or 0)
     if image.encapsulated and (codec := _fallback_codec(image.transfer_syntax)):
         return _decode_with_imagecodecs(image, src, index, codec)
-    if first_error is not None and "too short" in str(first_error).lower():
+    if first_error is None:
+        raise UnsupportedCompression(f"transfer syntax {image.transfer_syntax}")
+    if "too short" in str(first_error).lower():
         raise TruncatedPixelData(str(first_error)[:200])
     raise CorruptImage(f"{type(first_error).__name__}: {str(first_error)[:200]}")
 
