@@ -60,6 +60,23 @@ def _little_endian(image: DicomImage) -> bool:
     return image.ds.original_encoding[1] is not False and image.transfer_syntax.is_little_endian
 
 
+def resolve_auto_window(
+    stored: np.ndarray, ds: Dataset, choice: WindowChoice, little_endian: bool = True
+) -> WindowChoice:
+    """Turn an automatic window (asked for, or the default when nothing is stored) into explicit
+    numbers measured on ``stored`` (padding left out); other choices come back unchanged."""
+    if not (
+        choice.kind == "auto"
+        or (choice.kind == "default" and not display.stored_windows(ds) and not ds.get("VOILUTSequence"))
+    ):
+        return choice
+    mask = display.padding_mask(stored, ds)
+    step = max(1, stored.size // 250_000)
+    values = display.apply_modality_lut(stored.ravel()[::step], ds, little_endian)
+    center, width = display.auto_window(values, None if mask is None else mask.ravel()[::step])
+    return WindowChoice(kind="explicit", name="auto", center=center, width=width, function="LINEAR_EXACT")
+
+
 def grey_to_uint8(
     stored: np.ndarray,
     ds: Dataset,
@@ -72,20 +89,8 @@ def grey_to_uint8(
     For 8- and 16-bit integers the whole chain is computed once over every possible value and
     applied as a table; other types (32-bit, float) go through it pixel by pixel.
     """
-    mask = display.padding_mask(stored, ds)
-    if choice.kind == "auto" or (
-        choice.kind == "default" and not display.stored_windows(ds) and not ds.get("VOILUTSequence")
-    ):
-        # The automatic window looks at the picture itself (padding left out).
-        sample_step = max(1, stored.size // 250_000)
-        sample = stored.ravel()[::sample_step]
-        sample_mask = None if mask is None else mask.ravel()[::sample_step]
-        values = display.apply_modality_lut(sample, ds, little_endian)
-        center, width = display.auto_window(values, sample_mask)
-        choice = WindowChoice(kind="explicit", center=center, width=width, function="LINEAR_EXACT")
-        auto = True
-    else:
-        auto = False
+    choice = resolve_auto_window(stored, ds, choice, little_endian)
+    auto = choice.name == "auto"
     if stored.dtype.kind in "ui" and stored.dtype.itemsize <= 2:
         unsigned = stored.view(np.uint8 if stored.dtype.itemsize == 1 else np.uint16)
         domain = np.arange(2 ** (8 * stored.dtype.itemsize), dtype=unsigned.dtype).view(stored.dtype)
@@ -195,10 +200,14 @@ def render(
     image = as_image(src, max_pixels)
     decoded = decode_frame(image, frame)
     region = view.source_region()
+    choice = window or WindowChoice()
+    if region is not None and decoded.pixels.ndim == 2 and decoded.photometric != "PALETTE COLOR":
+        # The automatic window is measured on the whole frame, so zooming does not change it.
+        choice = resolve_auto_window(decoded.pixels, image.ds, choice, _little_endian(image))
     if region is not None:
         # Crop the stored values first: the pipeline then only touches what is shown.
         decoded = Frame(crop(decoded.pixels, region), decoded.photometric, decoded.index)
-    pixels, applied = frame_to_uint8(decoded, image, window)
+    pixels, applied = frame_to_uint8(decoded, image, choice)
     pixels = rotate(pixels, view.rotate)
     if view.flip:
         pixels = flip(pixels, view.flip)
