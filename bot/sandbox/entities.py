@@ -95,6 +95,7 @@ def parse_html(source: str) -> Parsed:
     offset = 0  # UTF-16 units emitted so far
     stack: list[_Open] = []
     entities: list[dict[str, Any]] = []
+    opened_order: dict[int, int] = {}
     pos = 0
     byte_offset = 0
 
@@ -124,11 +125,16 @@ def parse_html(source: str) -> Parsed:
                     entities.append(opened.entity)
             else:
                 attrs = _attributes(raw_attrs)
+                entity = _entity_for(tag, attrs, offset)
                 if tag == "code" and stack and stack[-1].tag == "pre" and stack[-1].entity is not None:
+                    # <pre><code class="language-x"> is one pre entity with a language, as on Telegram.
                     language = attrs.get("class", "")
                     if language.startswith("language-"):
                         stack[-1].entity["language"] = language.removeprefix("language-")
-                stack.append(_Open(tag, _entity_for(tag, attrs, offset), offset))
+                    entity = None
+                if entity is not None:
+                    opened_order[id(entity)] = len(opened_order)
+                stack.append(_Open(tag, entity, offset))
             byte_offset += len(match.group(0).encode())
             pos = match.end()
             continue
@@ -144,7 +150,7 @@ def parse_html(source: str) -> Parsed:
         pos += 1
     if stack:
         raise ParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1].tag}"')
-    entities.sort(key=lambda e: (e["offset"], -e["length"]))
+    entities.sort(key=lambda e: (e["offset"], -e["length"], opened_order[id(e)]))
     return Parsed("".join(out), entities)
 
 
