@@ -1,0 +1,528 @@
+"""From a patient's message to an intent with slots: ``understand(text, today)``.
+
+Stages, each a small function: clean and tokenise (``text``), correct typos against the lexicon, find the
+cues, the modality, body part and study references (``dates``), decide the intent, then read the slots that
+intent takes. Everything is offline and table-driven; the words live in ``lexicon/*.toml``.
+
+What the conversation gets back (:class:`Understanding`):
+
+- ``intent`` and ``slots``: exactly what ``lightbox understand`` prints and the devset holds.
+- ``reason``: for ``unknown``, why: ``other_person`` (someone else's images), ``diagnosis`` (asks for a
+  diagnosis or a judgement), ``dosing`` (medication advice), ``delete_study`` (deleting one study, which the
+  bot does not do), ``small_talk`` (thanks, greetings), ``empty``, or ``not_understood``. The bot refuses kindly
+  and points to the care team for the first three.
+- ``problems``: what makes an understood request impossible as asked, so the bot can correct it instead of
+  acting: ``duration_not_positive`` ("for minus two days"), ``duration_too_short`` (under an hour),
+  ``duration_too_long`` (over 30 days), ``recipient_public`` ("with the whole internet", "publicly"),
+  ``date_in_future`` ("my scan from 2150"), ``date_before_imaging`` (before 1895). The slot still holds what
+  the patient said (``duration_hours: -48``, ``which: {"year": 2150}``), so the reply can quote it.
+- ``language``: "en", "de", "es" or "ru", a best guess for replying in kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.understanding.dates import (
+    Reference,
+    TimeRef,
+    find_durations,
+    find_time_refs,
+    reference_problems,
+)
+from handlers.understanding.lexicon import Lexicon, Match, load_lexicon
+from handlers.understanding.text import Token, clean, tokenize
+
+INTENTS = (
+    "show_study", "list_studies", "explain_term", "describe_current", "compare", "share", "list_shares",
+    "revoke_share", "activity", "privacy", "forget_me", "help", "unknown",
+)
+SLOT_KEYS = ("modality", "body_part", "which", "term", "duration_hours", "recipient", "all")
+
+#: Slots each intent may carry; anything else found in the message is not returned for that intent.
+INTENT_SLOTS: dict[str, tuple[str, ...]] = {
+    "show_study": ("modality", "body_part", "which"),
+    "list_studies": ("modality", "body_part", "which"),
+    "explain_term": ("term",),
+    "describe_current": (),
+    "compare": ("modality", "body_part", "which"),
+    "share": ("modality", "body_part", "which", "duration_hours", "recipient"),
+    "list_shares": (),
+    "revoke_share": ("modality", "body_part", "which", "recipient", "all"),
+    "activity": ("modality", "body_part", "which"),
+    "privacy": (),
+    "forget_me": (),
+    "help": (),
+    "unknown": (),
+}
+
+#: Share links last between one hour and 30 days (design.md).
+MIN_SHARE_HOURS = 1
+MAX_SHARE_HOURS = 720
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What a message asks for. ``slots`` only holds what the patient said (absent keys were not said)."""
+
+    intent: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    problems: tuple[str, ...] = ()
+    language: str = "en"
+
+    def as_json(self, details: bool = False) -> dict[str, Any]:
+        """The devset's shape ``{"intent", "slots"}``; with ``details`` also reason, problems and language."""
+        out: dict[str, Any] = {"intent": self.intent, "slots": dict(self.slots)}
+        if details:
+            out["reason"] = self.reason
+            out["problems"] = list(self.problems)
+            out["language"] = self.language
+        return out
+
+
+@dataclass
+class _Message:
+    """A message after reading: tokens, corrected words and every cue found, indexed for the rules."""
+
+    cleaned: str
+    tokens: list[Token]
+    words: list[str]
+    lex: Lexicon
+    cues: dict[str, list[Match]]
+
+    def has(self, *names: str) -> bool:
+        return any(self.cues.get(n) for n in names)
+
+    def first(self, name: str) -> Match | None:
+        found = self.cues.get(name)
+        return min(found, key=lambda m: (m.start, -m.length)) if found else None
+
+
+def detect_language(cleaned: str, words: Sequence[str], lexicon: Lexicon) -> str:
+    """"ru" for Cyrillic text; otherwise whichever of en/de/es has the most of its common words (en on ties)."""
+    cyr = sum(1 for c in cleaned if "\u0400" <= c <= "\u04ff")
+    lat = sum(1 for c in cleaned if c.isascii() and c.isalpha())
+    if cyr > lat:
+        return "ru"
+    scores = {lang: sum(1 for w in words if w in lexicon.language_words[lang]) for lang in ("en", "de", "es")}
+    lower = cleaned.lower()
+    scores["de"] += 2 * sum(lower.count(c) for c in "äöüß")
+    scores["es"] += 2 * sum(lower.count(c) for c in "ñ¿¡áéíóú")
+    best = max(scores.values())
+    for lang in ("en", "de", "es"):
+        if scores[lang] == best:
+            return lang
+    return "en"  # pragma: no cover
+
+
+def _find_cues(words: Sequence[str], lexicon: Lexicon) -> dict[str, list[Match]]:
+    return {name: matcher.find_all(words) for name, matcher in lexicon.cues.items()}
+
+
+def _guarded(msg: _Message, match: Match) -> bool:
+    """A one-word match that its neighbours rule out ("take it back", "cat pictures")."""
+    if match.length != 1:
+        return False
+    guard = msg.lex.guards.get(msg.words[match.start])
+    if guard is None:
+        return False
+    not_after, not_before = guard
+    before = msg.words[match.start - 1] if match.start > 0 else ""
+    after = msg.words[match.end] if match.end < len(msg.words) else ""
+    return before in not_after or after in not_before
+
+
+def find_modalities(msg: _Message) -> list[Match]:
+    """Modality mentions in order (guarded words dropped; capitals-only words like "MR" checked as typed)."""
+    found = [m for m in msg.lex.modality.find_longest(msg.words) if not _guarded(msg, m)]
+    taken = {i for m in found for i in range(m.start, m.end)}
+    for i, token in enumerate(msg.tokens):
+        code = msg.lex.modality_upper.get(token.text)
+        if code and i not in taken:
+            found.append(Match(i, i + 1, code))
+    return sorted(found, key=lambda m: m.start)
+
+
+def find_body_parts(msg: _Message, exclude: set[int]) -> list[Match]:
+    """Body-part mentions in order, longest phrase first, skipping tokens already read as something else."""
+    found = msg.lex.body_part.find_longest(msg.words)
+    return [m for m in found if not _guarded(msg, m) and not any(i in exclude for i in range(m.start, m.end))]
+
+
+def find_references(msg: _Message, today: dt.date) -> tuple[list[TimeRef], set[int]]:
+    """Study references in order: dated ones, then "previous", "latest", "earliest" in the words left over."""
+    refs = find_time_refs(msg.words, msg.tokens, msg.cleaned, today, msg.lex)
+    taken = {i for r in refs for i in range(r.start, r.end)}
+    for name, value in (("before_last", "previous"), ("latest", "latest"), ("earliest", "earliest")):
+        for m in msg.lex.cues[name].find_longest(msg.words):
+            if any(i in taken for i in range(m.start, m.end)):
+                continue
+            refs.append(TimeRef(m.start, m.end, value))
+            taken.update(range(m.start, m.end))
+    refs.sort(key=lambda r: r.start)
+    return refs, taken
+
+
+def _span_text(msg: _Message, start: int, end: int) -> str:
+    """The cleaned text of tokens ``start`` to ``end``, as typed."""
+    text = msg.cleaned[msg.tokens[start].start : msg.tokens[end - 1].end]
+    if msg.tokens[end - 1].possessive:
+        text += "'s"
+    return text.strip(" \"'«»“”„.,;:!?()[]")
+
+
+def _strip_cues(msg: _Message, start: int, end: int, lead: str, tail: str) -> tuple[int, int]:
+    """Trim words matching the ``lead`` cue off the front and ``tail`` off the back of a span."""
+    changed = True
+    while changed and start < end:
+        changed = False
+        for m in msg.lex.cues[lead].at(msg.words[:end], start):
+            if m.end <= end:
+                start, changed = m.end, True
+                break
+        for i in range(start, end):
+            hits = [m for m in msg.lex.cues[tail].at(msg.words[:end], i) if m.end == end]
+            if hits:
+                end, changed = i, True
+                break
+    return start, end
+
+
+def read_explain(msg: _Message) -> tuple[str, str | None] | None:
+    """An explain request: ("term", text), ("describe", None), ("diagnosis", None), or None.
+
+    The term is what follows "what does"/"explain"/"was bedeutet"/"qué significa"/"что значит" (or, more
+    cautiously, "what is"), minus articles and trailing words like "mean" or "sequence".
+    """
+    strong = [m for m in msg.cues.get("explain_strong", []) if m.start <= 3]
+    weak = [m for m in msg.cues.get("explain_weak", []) if m.start <= 2]
+    for kind, matches in (("strong", strong), ("weak", weak)):
+        if not matches:
+            continue
+        opening = max(matches, key=lambda m: (m.end, -m.start))
+        start, end = _strip_cues(msg, opening.end, len(msg.words), "term_lead", "term_tail")
+        if start >= end:
+            if kind == "strong" and opening.end < len(msg.words):
+                return ("describe", None)  # "explain this to me" trims to nothing after "this"
+            continue
+        term_words = msg.words[start:end]
+        lex = msg.lex
+        deictic = lex.cues["deictic"].at(msg.words, start)
+        if deictic or msg.has("describe"):
+            # "what is this picture showing", "explain this image", "what does it mean"
+            if _mentions(msg, "diagnosis", start, end):
+                return ("diagnosis", None)
+            return ("describe", None)
+        self_ref = any(w in ("my", "me", "i", "mein", "meine", "mich", "mir", "mi", "mis", "me", "мой", "моя",
+                             "мои", "меня", "мне", "у") for w in term_words)
+        if self_ref and _mentions(msg, "diagnosis", start, end):
+            return ("diagnosis", None)
+        if kind == "weak":
+            if self_ref or _mentions(msg, "not_a_term", start, end) or end - start > 6:
+                continue
+            if any(msg.cues.get(c) for c in ("privacy", "link", "activity", "help", "list", "image")):
+                continue
+        if self_ref and (msg.has("image") or _has_study_words(msg)):
+            return ("describe", None)  # "explain my MRI"
+        term = _span_text(msg, start, end)
+        if not term:
+            continue
+        return ("term", term)
+    return None
+
+
+def _mentions(msg: _Message, cue: str, start: int, end: int) -> bool:
+    return any(start <= m.start and m.end <= end for m in msg.cues.get(cue, []))
+
+
+def _has_study_words(msg: _Message) -> bool:
+    return bool(msg.lex.modality.find_longest(msg.words) or msg.lex.body_part.find_longest(msg.words))
+
+
+def other_person(msg: _Message, exclude: set[int]) -> bool:
+    """Whether the images asked about belong to someone else ("Maria's MRI", "the scan of my wife")."""
+    lex = msg.lex
+    image_like = {i for m in msg.cues.get("image", []) for i in range(m.start, m.end)}
+    image_like |= {i for m in lex.modality.find_longest(msg.words) for i in range(m.start, m.end)}
+    image_like |= {i for m in lex.body_part.find_longest(msg.words) for i in range(m.start, m.end)}
+    n = len(msg.words)
+
+    def image_near(i: int, span: int = 3) -> bool:
+        return any(j in image_like for j in range(i + 1, min(n, i + 1 + span)))
+
+    for i, token in enumerate(msg.tokens):
+        if i in exclude:
+            continue
+        word = msg.words[i]
+        if token.possessive and word not in lex.own_possessives and i not in image_like and image_near(i):
+            return True
+        if word in lex.third_person and image_near(i, 2):
+            return True
+        if word in lex.owner_of and i + 1 < n:
+            j = i + 1
+            if msg.words[j] in ("my", "mi", "mein", "meiner", "meinem", "meines", "meine", "the", "la", "el"):
+                j += 1
+            if j < n and j not in exclude and msg.words[j] in lex.others:
+                return True
+            # "la resonancia de María": a capitalised name after "de"/"of" that is not a month or study word
+            if (
+                j == i + 1
+                and j < n
+                and j not in exclude
+                and msg.tokens[j].text[:1].isupper()
+                and msg.tokens[j].text[1:].islower()
+                and not lex.months.at(msg.words, j)
+                and j not in image_like
+                and any(k in image_like for k in range(max(0, i - 3), i))
+            ):
+                return True
+        if word in lex.genitive_my and i + 1 < n and msg.words[i + 1] in lex.others and i + 1 not in exclude:
+            return True
+        if token.text[:1].islower() or token.text[:1].isupper():
+            # Russian genitive relatives: "МРТ жены", "снимки мамы"
+            if word in lex.others and not word.isascii() and word.endswith(("ы", "а", "и")) and i not in exclude:
+                if word in {"жены", "мужа", "сына", "дочери", "дочки", "мамы", "матери", "отца", "папы", "брата",
+                            "сестры", "ребенка", "друга", "подруги", "бабушки", "дедушки", "соседа",
+                            "соседки", "коллеги", "детей", "родителей"}:
+                    return True
+    return False
+
+
+def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, int] | None:
+    """Token span of the person a share goes to: after "with"/"to"/"mit"/"con"/"с"... or a Russian dative."""
+    lex = msg.lex
+    n = len(msg.words)
+    blocked = {i for m in msg.cues.get("image", []) for i in range(m.start, m.end)}
+    blocked |= {i for m in lex.modality.find_longest(msg.words) for i in range(m.start, m.end)}
+    blocked |= {i for m in msg.cues.get("link", []) for i in range(m.start, m.end)}
+    start = None
+    for i in range(share_at, n - 1):
+        word = msg.words[i]
+        if i in taken or word not in lex.recipient_before:
+            continue
+        nxt = i + 1
+        if nxt in taken or nxt in blocked or msg.words[nxt].isdigit():
+            continue
+        if word in lex.duration_prepositions and (
+            lex.numbers.at(msg.words, nxt) or lex.units.at(msg.words, nxt) or lex.cues["latest"].at(msg.words, nxt)
+        ):
+            continue
+        if msg.words[nxt] in ("me", "mich", "mir", "mi", "меня", "мне", "it", "this", "that", "es", "eso", "это",
+                              "all", "my", "mein", "meine", "mi", "mis", "мой", "мою") and (
+            msg.words[nxt] not in ("my", "mein", "meine", "mi", "мой") or _poss_then_study(msg, nxt, blocked)
+        ):
+            continue
+        start = nxt
+        break
+    if start is None:
+        for i in range(share_at, n):
+            if msg.words[i] in lex.dative and i not in taken:
+                start = i
+                break
+    if start is None:
+        return None
+    end = start
+    while end < n:
+        if end in taken and end > start:
+            break
+        word = msg.words[end]
+        if end > start and (word in lex.recipient_stop or lex.dative and word in ("на",)):
+            break
+        if end > start:
+            gap = msg.cleaned[msg.tokens[end - 1].end : msg.tokens[end].start]
+            if any(c in gap for c in ",;!?()") or ("." in gap and msg.words[end - 1] not in lex.titles):
+                break
+        end += 1
+    return (start, end) if end > start else None
+
+
+def _poss_then_study(msg: _Message, i: int, blocked: set[int]) -> bool:
+    """"with my MRI" is not a person: a possessive followed by a study word."""
+    return i + 1 < len(msg.words) and (i + 1) in blocked
+
+
+def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
+    """The intent (and, for unknown, the reason) from the cues. Order matters: the first rule that fits wins."""
+    has = msg.has
+    if has("injection"):
+        return "unknown", "not_understood"
+    if has("forget"):
+        return "forget_me", None
+    explain = read_explain(msg)
+    if explain is not None and not has("share", "revoke", "compare"):
+        kind = explain[0]
+        if kind == "term":
+            return "explain_term", None
+        if kind == "describe":
+            return "describe_current", None
+        return "unknown", "diagnosis"
+    if has("dosing"):
+        return "unknown", "dosing"
+    link = has("link")
+    sharing_words = [m for m in msg.cues.get("share", []) if not _is_send_me(msg, m)]
+    if has("strong_revoke") or (has("revoke") and (link or sharing_words)):
+        return "revoke_share", None
+    if has("delete") and (has("everything") or has("privacy")) and not link:
+        return "forget_me", None
+    if has("delete") and study_mentioned and not link:
+        return "unknown", "delete_study"
+    if has("diagnosis") and not has("privacy"):
+        return "unknown", "diagnosis"
+    if link and (has("list", "active", "show") or has("shared_past")) and not has("make"):
+        return "list_shares", None
+    if has("shared_past") and not study_mentioned:
+        return "list_shares", None
+    privacy_who = [m for m in msg.cues.get("privacy", []) if msg.words[m.start] in ("who", "wer", "quien", "кто")]
+    if privacy_who:
+        return "privacy", None
+    if has("activity") or (has("who") and has("viewed")):
+        return "activity", None
+    if has("privacy") and not (sharing_words and study_mentioned):
+        return "privacy", None
+    if sharing_words or (link and (has("make") or study_mentioned)):
+        return "share", None
+    if has("compare"):
+        return "compare", None
+    if has("describe"):
+        return "describe_current", None
+    if has("list") and (has("image") or study_mentioned) and not has("thanks"):
+        return "list_studies", None
+    if has("list") and any(msg.words[m.start] in ("list", "liste", "lista", "список", "overview", "ubersicht")
+                           for m in msg.cues.get("list", [])):
+        return "list_studies", None
+    if has("show") and study_mentioned:
+        return "show_study", None
+    if has("help"):
+        return "help", None
+    if study_mentioned or (has("show") and has("image")):
+        return "show_study", None
+    if has("thanks"):
+        return "unknown", "small_talk"
+    return "unknown", "not_understood"
+
+
+def _is_send_me(msg: _Message, match: Match) -> bool:
+    """"send me my MRI" asks to be shown it, not to share it."""
+    return match.end < len(msg.words) and msg.words[match.end] in ("me", "mir", "me", "мне") or any(
+        m.start == match.start and m.length > match.length for m in msg.cues.get("show", [])
+    )
+
+
+def _is_all(msg: _Message) -> bool:
+    """"revoke all my links", "cancel every share", "alle Links", "todos los enlaces", "все ссылки"."""
+    return any(
+        w in ("all", "every", "everything", "everyone", "alle", "allen", "alles", "todos", "todas", "todo", "все",
+              "всё", "всех", "всем")
+        for w in msg.words
+    )
+
+
+def _reference_value(refs: Sequence[TimeRef], intent: str) -> Reference | list[Reference] | None:
+    values = [r.value for r in refs]
+    if not values:
+        return None
+    if intent == "compare":
+        distinct: list[Reference] = []
+        for v in values:
+            if v not in distinct:
+                distinct.append(v)
+        if len(distinct) >= 2:
+            return distinct[:2]
+        only = distinct[0]
+        return only if isinstance(only, dict) else None  # "since the last one": comparing is the default
+    return values[0]
+
+
+def _duration_value(hours: float) -> int | float:
+    return int(hours) if float(hours).is_integer() else round(hours, 2)
+
+
+def understand(text: str, today: dt.date) -> Understanding:
+    """What the message asks for, with slots resolved against ``today``. Never raises on any text."""
+    lex = load_lexicon()
+    cleaned = clean(text if isinstance(text, str) else str(text))
+    tokens = tokenize(cleaned)
+    if not tokens:
+        return Understanding("unknown", {}, reason="empty")
+    words = [lex.correct(t.norm) for t in tokens]
+    language = detect_language(cleaned, words, lex)
+    msg = _Message(cleaned, tokens, words, lex, _find_cues(words, lex))
+
+    modalities = find_modalities(msg)
+    refs, ref_tokens = find_references(msg, today)
+    modality_tokens = {i for m in modalities for i in range(m.start, m.end)}
+    body_parts = find_body_parts(msg, modality_tokens | ref_tokens)
+    study_mentioned = bool(modalities or body_parts or [r for r in refs if isinstance(r.value, dict)])
+    study_mentioned = study_mentioned or bool(refs and msg.has("image"))
+
+    intent, reason = decide(msg, study_mentioned)
+    slots: dict[str, Any] = {}
+    problems: list[str] = []
+    allowed = INTENT_SLOTS[intent]
+
+    recipient_span: tuple[int, int] | None = None
+    durations = []
+    if intent == "share":
+        share_cues = msg.cues.get("share", []) + msg.cues.get("link", [])
+        share_at = min((m.start for m in share_cues), default=0)
+        durations = find_durations(words, tokens, cleaned, lex, ref_tokens)
+        taken = ref_tokens | {i for d in durations for i in range(d.start, d.end)}
+        recipient_span = find_recipient(msg, share_at, taken)
+    elif intent == "revoke_share":
+        revoke_cues = msg.cues.get("revoke", []) + msg.cues.get("strong_revoke", [])
+        at = min((m.start for m in revoke_cues), default=0)
+        span = find_recipient(msg, at, ref_tokens)
+        if span is not None and msg.words[span[0] - 1] in ("with", "mit", "con", "с", "со", "for", "fur", "para",
+                                                            "для", "to", "an"):
+            recipient_span = span
+
+    if intent in ("show_study", "list_studies", "compare", "share", "describe_current", "activity",
+                  "revoke_share"):
+        exclude = set(range(*recipient_span)) if recipient_span else set()
+        if other_person(msg, exclude):
+            return Understanding("unknown", {}, reason="other_person", language=language)
+
+    if "term" in allowed:
+        explain = read_explain(msg)
+        if explain is not None and explain[1]:
+            slots["term"] = explain[1]
+    if "modality" in allowed and modalities:
+        slots["modality"] = modalities[0].value
+    if "body_part" in allowed and body_parts:
+        slots["body_part"] = body_parts[0].value
+    if "which" in allowed:
+        value = _reference_value(refs, intent)
+        if value is not None:
+            slots["which"] = value
+            for v in value if isinstance(value, list) else [value]:
+                problems += reference_problems(v, today)
+    if "duration_hours" in allowed and durations:
+        hours = durations[0].hours
+        slots["duration_hours"] = _duration_value(hours)
+        if hours <= 0:
+            problems.append("duration_not_positive")
+        elif hours < MIN_SHARE_HOURS:
+            problems.append("duration_too_short")
+        elif hours > MAX_SHARE_HOURS:
+            problems.append("duration_too_long")
+    if "recipient" in allowed and recipient_span is not None:
+        recipient = _span_text(msg, *recipient_span)
+        if recipient:
+            if recipient_span and msg.words[recipient_span[1] - 1] in lex.titles:
+                recipient += "."
+            slots["recipient"] = recipient
+    if intent == "share" and msg.has("public"):
+        public = msg.cues["public"]
+        in_recipient = recipient_span is not None and any(
+            recipient_span[0] <= m.start < recipient_span[1] for m in public
+        )
+        if in_recipient or any(msg.words[m.start] in ("publicly", "public", "offentlich", "publico",
+                                                      "publicamente", "публично") for m in public):
+            problems.append("recipient_public")
+    if "all" in allowed and _is_all(msg):
+        slots["all"] = True
+    return Understanding(intent, slots, reason=reason, problems=tuple(dict.fromkeys(problems)), language=language)
