@@ -15,14 +15,17 @@ in linear time.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
-from glossary.concepts import LANGUAGES, Concept, load_concepts
+from glossary.concepts import LANGUAGES, Concept, GlossaryDataError, load_concepts, read_concepts
 from glossary.text import Token, clean_text, singular_forms, tokens
+
+log = logging.getLogger(__name__)
 
 # Short words that describe DICOM series and studies, spelled out so the glossary's names match.
 # Only used when the short form is not a glossary name itself.
@@ -135,8 +138,13 @@ class Glossary:
     """An index over concepts for lookup and term finding. Build once, use from any thread."""
 
     def __init__(self, concepts: Sequence[Concept]) -> None:
-        self.concepts: tuple[Concept, ...] = tuple(concepts)
-        self.by_id: dict[str, Concept] = {c.id: c for c in self.concepts}
+        # Incomplete entries and repeated ids (which the data tests reject) are left out, first one wins.
+        kept: dict[str, Concept] = {}
+        for c in concepts:
+            if c.id and c.term and c.explanation and c.id not in kept:
+                kept[c.id] = c
+        self.concepts: tuple[Concept, ...] = tuple(kept.values())
+        self.by_id: dict[str, Concept] = kept
         self._keys: dict[str, str] = {}
         self._english: dict[str, str] = {}  # normalised English term -> id, to tell "exact" from "alias"
         for c in self.concepts:
@@ -338,5 +346,15 @@ def load_glossary(directory: Path | str | None = None) -> Glossary:
 
 @functools.cache
 def default_glossary() -> Glossary:
-    """The packaged glossary, loaded and validated once per process."""
-    return load_glossary()
+    """The packaged glossary, loaded once per process.
+
+    The data tests hold the files to :func:`glossary.concepts.load_concepts`'s rules; at run time a
+    problem in one entry (say a related id not written yet) is logged and that link or entry is left
+    out, so one slip in the data does not silence the whole glossary. No term files at all is an error.
+    """
+    concepts, problems = read_concepts()
+    if problems:
+        log.warning("glossary term files have %d problem(s); run tests/glossary to see them", len(problems))
+    if not concepts:
+        raise GlossaryDataError(problems or ["no concepts in the glossary term files"])
+    return Glossary(concepts)
