@@ -327,9 +327,7 @@ def get_study_for_patient(session: Session, patient_id: int, study_ref: str) -> 
     ref = study_ref.strip()
     if not ref or len(ref) > 64:
         return None
-    stmt = select(Study).where(
-        Study.patient_id == patient_id, or_(Study.public_id == ref, Study.study_uid == ref)
-    )
+    stmt = select(Study).where(Study.patient_id == patient_id, or_(Study.public_id == ref, Study.study_uid == ref))
     return session.scalars(stmt.limit(1)).first()
 
 

@@ -24,7 +24,13 @@ def test_record_and_read_recent_activity(sessions: sessionmaker[Session]) -> Non
         s.flush()
         for minute in range(25):
             audit.record_access(
-                s, ann.id, "chat", "17", "view", study_id=study.id, detail=f"frame {minute}",
+                s,
+                ann.id,
+                "chat",
+                "17",
+                "view",
+                study_id=study.id,
+                detail=f"frame {minute}",
                 at=T0 + timedelta(minutes=minute),
             )
         audit.record_access(s, bob.id, "share", "abc123", "share_open", at=T0 + timedelta(hours=5))

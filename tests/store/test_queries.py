@@ -115,9 +115,7 @@ def test_xray_covers_cr_dx_rf(sessions: sessionmaker[Session], world: dict[str, 
             queries.modality_codes("MR'; DROP TABLE study; --")
 
 
-def test_study_with_two_xray_modalities_is_listed_once(
-    sessions: sessionmaker[Session], world: dict[str, int]
-) -> None:
+def test_study_with_two_xray_modalities_is_listed_once(sessions: sessionmaker[Session], world: dict[str, int]) -> None:
     with sessions() as s, s.begin():
         ann = s.get(Patient, world["ann"])
         assert ann is not None
