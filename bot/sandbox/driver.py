@@ -64,6 +64,8 @@ class ChatUser:
 
     async def tap(self, message: SandboxMessage, button: str) -> CallbackRecord:
         """Tap the inline button whose text or callback_data is ``button`` on ``message`` as it is now."""
+        if message.deleted:
+            raise LookupError(f"message {message.message_id} was deleted; there is nothing to tap")
         found = message.button(button)
         if "callback_data" not in found:
             raise LookupError(f"button {found.get('text')!r} opens a link, it sends no callback")

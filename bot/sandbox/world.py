@@ -1,7 +1,8 @@
 """What the sandbox remembers: users, chats, messages (with their edit history), files and updates.
 
 Everything lives in memory and is touched only from the event loop the sandbox runs on, so no locks are needed;
-waiters (long polling, the test driver) sleep on one :class:`asyncio.Condition` that is notified on every change.
+waiters (long polling, webhook delivery, the test driver) sleep on one :class:`asyncio.Event` that
+:meth:`World.changed` sets (and replaces) on every change, then re-check what they wait for.
 """
 
 from __future__ import annotations
