@@ -1,0 +1,94 @@
+"""The composition root: services from settings, the python-telegram-bot Application, and running it.
+
+One place wires everything: :func:`build_services` (database, file store, render cache),
+:func:`build_application` (PTB with the per-chat pace limiter, Lightbox's handlers and commands), and
+:func:`running` (started by hand: initialize, start, polling; never ``run_polling``, so the web viewer can
+share the event loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from telegram import BotCommand
+from telegram.ext import Application, ApplicationBuilder
+
+from bot.pacing import PerChatRateLimiter
+from bot.settings import Settings
+from handlers.router import COMMANDS, register
+from handlers.services import SERVICES_KEY, Services
+from store.db import make_engine, session_factory, upgrade
+from store.filestore import FileStore
+
+log = logging.getLogger("lightbox.app")
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Database (migrated to the newest schema), file store and caches for ``settings``."""
+    url = settings.effective_database_url
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Services(
+        sessions=session_factory(engine),
+        files=FileStore(settings.dicom_dir),
+        work_dir=settings.data_dir / "work",
+        public_url=settings.public_url,
+        bot_username=settings.bot_username,
+        max_pixels=settings.max_pixels,
+        max_upload_bytes=settings.max_upload_bytes,
+        cache_dir=settings.cache_dir,
+    )
+
+
+async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+
+
+def build_application(
+    services: Services,
+    token: str,
+    *,
+    base_url: str | None = None,
+    base_file_url: str | None = None,
+    pace_interval: float = 1.0,
+    concurrent_updates: bool | int = 8,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """A PTB Application with Lightbox's handlers, talking to Telegram (or a sandbox at ``base_url``)."""
+    builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
+        Application.builder()
+        .token(token)
+        .rate_limiter(PerChatRateLimiter(pace_interval))
+        .concurrent_updates(concurrent_updates)
+        .post_init(_post_init)
+    )
+    if base_url:
+        builder = builder.base_url(base_url)
+    if base_file_url:
+        builder = builder.base_file_url(base_file_url)
+    application = builder.build()
+    application.bot_data[SERVICES_KEY] = services
+    register(application)
+    return application
+
+
+@contextlib.asynccontextmanager
+async def running(
+    application: Application[Any, Any, Any, Any, Any, Any], *, poll_interval: float = 0.0, timeout: int = 10
+) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+    """Start ``application`` by hand with long polling; stop it cleanly afterwards."""
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(poll_interval=poll_interval, timeout=timeout, drop_pending_updates=False)
+    try:
+        yield application
+    finally:
+        if application.updater.running:
+            await application.updater.stop()
+        await application.stop()
+        await application.shutdown()

@@ -1,0 +1,166 @@
+"""The study card: one preview picture, a plain caption and the buttons to look around.
+
+:func:`build_card` does the database reads and the rendering; it is synchronous and the handlers run
+it in a worker thread. It checks that the series in the view belongs to the asking patient and returns
+``None`` otherwise, exactly as for a series that no longer exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import MessageLimit
+
+from handlers import texts
+from handlers.callbacks import WINDOW_CODES, View, encode_action, encode_view
+from handlers.previews import Slice, best_series, key_slice, preview_jpeg, series_slices
+from handlers.services import Services
+from store.models import Annotation, Series, Study
+from store.queries import get_series_for_patient, series_of_study
+
+CT_WINDOW_BUTTONS = (("b", "Brain"), ("l", "Lung"), ("o", "Bone"), ("a", "Soft tissue"))
+PLANE_WORDS = {"axial": "slices across the body", "sagittal": "side view", "coronal": "front view", "oblique": "angled"}
+
+
+@dataclass
+class Card:
+    """Everything a study card message needs."""
+
+    photo: bytes
+    caption: str
+    keyboard: InlineKeyboardMarkup
+    study: Study
+    series: Series
+    piece: Slice
+    view: View
+    count: int
+
+
+def study_what(study: Study) -> str:
+    """``MRI of the knee`` from a study's modalities and body part."""
+    what = texts.modality_word(study.modalities)
+    what = what[0].upper() + what[1:]
+    return f"{what} of the {study.body_part}" if study.body_part else what
+
+
+def window_text(view: View, modality: str) -> str:
+    name = WINDOW_CODES.get(view.window, "default")
+    if name == "default":
+        return ""
+    if name == "auto":
+        return "automatic brightness"
+    return f"{name} window" if modality == "CT" else ""
+
+
+def caption_for(study: Study, series: Series, view: View, index: int, count: int, notes: str = "") -> str:
+    caption = texts.render(
+        "study_caption",
+        what=study_what(study),
+        when=texts.nice_date(study.study_date),
+        plane=PLANE_WORDS.get(series.plane, ""),
+        index=index + 1,
+        count=count,
+        series_text=series.description,
+        window_text=window_text(view, series.modality),
+        notes=notes,
+    )
+    return texts.clip(caption, MessageLimit.CAPTION_LENGTH)
+
+
+def keyboard_for(
+    study: Study, series: Series, view: View, index: int, count: int, series_count: int
+) -> InlineKeyboardMarkup:
+    """Navigation, windows, transforms and the study's actions."""
+
+    def go(**changes: object) -> str:
+        return encode_view(view.with_(**changes))
+
+    rows: list[list[InlineKeyboardButton]] = []
+    if count > 1:
+        nav = []
+        if count > 10:
+            nav.append(InlineKeyboardButton("« 10", callback_data=go(slice=max(0, index - 10))))
+        nav.append(InlineKeyboardButton("‹ Back", callback_data=go(slice=(index - 1) % count)))
+        nav.append(InlineKeyboardButton("Next ›", callback_data=go(slice=(index + 1) % count)))
+        if count > 10:
+            nav.append(InlineKeyboardButton("10 »", callback_data=go(slice=min(count - 1, index + 10))))
+        rows.append(nav)
+    if series.modality == "CT":
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    ("• " if view.window == code else "") + label,
+                    callback_data=go(slice=index, window="d" if view.window == code else code),
+                )
+                for code, label in CT_WINDOW_BUTTONS
+            ]
+        )
+    zoom_next = (view.zoom + 1) % 5
+    rows.append(
+        [
+            InlineKeyboardButton("Rotate ↻", callback_data=go(slice=index, rotate=(view.rotate + 1) % 4)),
+            InlineKeyboardButton(
+                "Zoom 🔍" if zoom_next else "Whole image", callback_data=go(slice=index, zoom=zoom_next)
+            ),
+            InlineKeyboardButton("Invert ◐", callback_data=go(slice=index, invert=not view.invert)),
+        ]
+    )
+    more = []
+    if series_count > 1:
+        more.append(
+            InlineKeyboardButton(f"Series ({series_count})", callback_data=encode_action("series", study.public_id))
+        )
+    more.append(InlineKeyboardButton("Explain this", callback_data=encode_action("explain_image", series.public_id)))
+    rows.append(more)
+    rows.append(
+        [
+            InlineKeyboardButton("Share", callback_data=encode_action("share", study.public_id)),
+            InlineKeyboardButton("Compare with earlier", callback_data=encode_action("compare", study.public_id)),
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+def first_view(session: Session, patient_id: int, study: Study) -> View | None:
+    """The view a study opens on: its best series at the key slice."""
+    series = best_series(session, patient_id, series_of_study(session, patient_id, study.id))
+    return View(series.public_id) if series is not None else None
+
+
+def build_card(services: Services, session: Session, patient_id: int, view: View) -> Card | None:
+    """Render the card for ``view``; ``None`` when the series is not this patient's or has no picture."""
+    series = get_series_for_patient(session, patient_id, view.series)
+    if series is None:
+        return None
+    slices = series_slices(session, patient_id, series)
+    if not slices:
+        return None
+    index = key_slice(len(slices)) if view.slice < 0 else min(view.slice, len(slices) - 1)
+    view = view.with_(slice=index)
+    piece = slices[index]
+    study = series.study
+    series_count = len(series_of_study(session, patient_id, study.id))
+    photo = preview_jpeg(services, piece, view)
+    notes = session.scalars(
+        select(Annotation.text)
+        .where(
+            Annotation.patient_id == patient_id,
+            Annotation.instance_id == piece.instance.id,
+            Annotation.frame == piece.frame,
+            Annotation.kind == "note",
+        )
+        .order_by(Annotation.id)
+    ).all()
+    return Card(
+        photo=photo,
+        caption=caption_for(study, series, view, index, len(slices), "; ".join(notes)),
+        keyboard=keyboard_for(study, series, view, index, len(slices), series_count),
+        study=study,
+        series=series,
+        piece=piece,
+        view=view,
+        count=len(slices),
+    )

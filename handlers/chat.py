@@ -1,0 +1,101 @@
+"""Small helpers every handler uses: the asking patient, replying in HTML, logging opaque ids."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import ContextTypes
+
+from handlers import texts
+from handlers.services import Services, services_of
+from store.linking import chat_link_for_user
+
+log = logging.getLogger("lightbox.chat")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Asker:
+    """The person behind an update, as the store knows them (opaque ids only)."""
+
+    telegram_user_id: int
+    chat_id: int
+    patient_id: int | None
+    patient_public_id: str
+    chat_link_id: int | None
+    protect_content: bool
+    language: str
+
+    @property
+    def actor_ref(self) -> str:
+        """How the access log names this chat (never the Telegram id itself)."""
+        return f"chat:{self.chat_link_id}" if self.chat_link_id else "chat"
+
+
+def asker_sync(session: Session, telegram_user_id: int, chat_id: int) -> Asker:
+    link = chat_link_for_user(session, telegram_user_id)
+    if link is None:
+        return Asker(telegram_user_id, chat_id, None, "", None, True, "en")
+    from store.models import Patient
+
+    patient = session.get(Patient, link.patient_id)
+    return Asker(
+        telegram_user_id,
+        chat_id,
+        link.patient_id,
+        patient.public_id if patient else "",
+        link.id,
+        link.protect_content,
+        link.language or "en",
+    )
+
+
+async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking work (database, rendering) off the event loop."""
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def asker_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Asker:
+    """Who is asking: their Telegram ids and the patient their chat is linked to, if any."""
+    services = services_of(context)
+    user = update.effective_user
+    chat = update.effective_chat
+    user_id = user.id if user else 0
+    chat_id = chat.id if chat else user_id
+
+    def load() -> Asker:
+        with services.sessions() as session:
+            return asker_sync(session, user_id, chat_id)
+
+    return await in_thread(load)
+
+
+async def reply(update: Update, name: str, /, *, reply_markup: Any = None, **values: Any) -> None:
+    """Answer the update's chat with template ``name``."""
+    message = update.effective_message
+    text = texts.render(name, **values)
+    if message is not None:
+        await message.reply_text(
+            text, parse_mode=ParseMode.HTML, reply_markup=reply_markup, disable_web_page_preview=True
+        )
+    elif update.effective_chat is not None:
+        await update.effective_chat.send_message(
+            text, parse_mode=ParseMode.HTML, reply_markup=reply_markup, disable_web_page_preview=True
+        )
+
+
+def error_reference() -> str:
+    """A short random reference a patient can quote; it is logged with the error, nothing else."""
+    return secrets.token_hex(4)
+
+
+def service(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    return services_of(context)

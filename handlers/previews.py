@@ -1,0 +1,127 @@
+"""Pictures for the chat: the slices of a series, the key slice, and a cached, rendered preview.
+
+Rendering is CPU work: callers run :func:`preview_jpeg` in a worker thread (``asyncio.to_thread``) so
+one patient's big radiograph never stalls another patient's chat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from handlers.callbacks import WINDOW_CODES, View
+from handlers.services import Services
+from imaging.display import CT_PRESETS, WindowChoice
+from imaging.render import photo_bytes, render
+from store.models import Instance, Series
+from store.queries import instances_of_series
+from store.render_cache import RenderCache
+
+# Zoom quadrants of the card, in normalised (x, y, w, h) of the picture as shown.
+ZOOM_REGIONS: dict[int, tuple[float, float, float, float]] = {
+    1: (0.0, 0.0, 0.5, 0.5),
+    2: (0.5, 0.0, 0.5, 0.5),
+    3: (0.0, 0.5, 0.5, 0.5),
+    4: (0.5, 0.5, 0.5, 0.5),
+}
+# SOP classes that hold no picture (reports, documents, presentation states).
+NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.11.")
+PREVIEW_VERSION = "p1"  # bump when rendering changes, so cached previews are not reused
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One picture of a series: an instance and a frame of it."""
+
+    instance: Instance
+    frame: int
+
+
+def is_image(instance: Instance) -> bool:
+    """Whether the instance has a picture to show (not a report, a PDF or a presentation state)."""
+    if instance.rows is None or instance.columns is None:
+        return False
+    return not instance.sop_class_uid.startswith(NON_IMAGE_SOP_PREFIXES)
+
+
+def series_slices(session: Session, patient_id: int, series: Series) -> list[Slice]:
+    """Every picture of the series in slice order: each instance's frames, one after the other."""
+    slices: list[Slice] = []
+    for instance in instances_of_series(session, patient_id, series.id):
+        if not is_image(instance) or not instance.storage_key:
+            continue
+        for frame in range(max(1, instance.number_of_frames or 1)):
+            slices.append(Slice(instance, frame))
+    return slices
+
+
+def key_slice(count: int) -> int:
+    """The slice a card opens on: the middle of the stack."""
+    return max(0, (count - 1) // 2) if count else 0
+
+
+def best_series(session: Session, patient_id: int, series_list: list[Series]) -> Series | None:
+    """The series to open a study on: the one with the most pictures (ties: the lower series number)."""
+    ranked = [s for s in series_list if (s.frame_count or s.instance_count) and s.modality not in {"SR", "DOC", "PR"}]
+    if not ranked:
+        ranked = list(series_list)
+    if not ranked:
+        return None
+    return max(ranked, key=lambda s: (max(s.frame_count, s.instance_count), -(s.series_number or 0)))
+
+
+def window_choice(code: str) -> WindowChoice:
+    """The imaging window for a card's window code."""
+    name = WINDOW_CODES.get(code, "default")
+    if name == "default":
+        return WindowChoice()
+    if name == "auto":
+        return WindowChoice.auto()
+    if name in CT_PRESETS:
+        return WindowChoice.preset(name)
+    return WindowChoice()
+
+
+def preview_key(instance: Instance, frame: int, view: View, max_size: int) -> str:
+    """Cache key: what the picture is made of (never a UID or a name in clear)."""
+    raw = "|".join(
+        [
+            PREVIEW_VERSION,
+            instance.content_hash or instance.public_id,
+            str(frame),
+            view.window,
+            str(view.rotate),
+            str(view.zoom),
+            str(int(view.invert)),
+            str(max_size),
+        ]
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def preview_jpeg(services: Services, piece: Slice, view: View, *, max_size: int = 1280) -> bytes:
+    """The chat preview of one slice as JPEG bytes (cached). Raises imaging's RenderError when it cannot."""
+    cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None
+    key = preview_key(piece.instance, piece.frame, view, max_size)
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    assert piece.instance.storage_key is not None
+    path = services.files.path(piece.instance.storage_key)
+    rendered = render(
+        path,
+        piece.frame,
+        window_choice(view.window),
+        rotate_degrees=90 * view.rotate,
+        invert_output=view.invert,
+        zoom=ZOOM_REGIONS.get(view.zoom),
+        max_size=max_size,
+        max_pixels=services.max_pixels,
+    )
+    data = photo_bytes(rendered.pixels)
+    if cache is not None:
+        cache.put(key, data)
+    return data

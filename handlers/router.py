@@ -1,0 +1,250 @@
+"""From an update to the right handler: free text through understanding, buttons through the codec.
+
+This is the one place that maps intents and callback kinds to handlers, and the one place that turns
+an unexpected error into a friendly reply (with a reference) and a log line with opaque ids only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.constants import MessageLimit
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from handlers import account, sharing, uploads, viewing, words
+from handlers.callbacks import BadCallback, decode_action, decode_view
+from handlers.chat import error_reference, reply
+from handlers.understanding import understand
+from handlers.viewing import StudyRequest
+
+log = logging.getLogger("lightbox.router")
+
+# Longer messages are cut before understanding: nobody asks for a scan in a novel.
+MAX_UNDERSTOOD_CHARS = 1000
+PROBLEM_REPLIES = {
+    "duration_not_positive": "A share link needs a time in the future, from 1 hour up to 30 days. "
+    "How long should it work?",
+    "duration_too_short": "A share link lasts at least 1 hour. How long should it work?",
+    "duration_too_long": "A share link can last up to 30 days. How long should it work?",
+    "recipient_public": "I can only share your images with a person you choose, through a private link. "
+    'Who should get it? For example: "share my last MRI with Dr. Lee".',
+    "date_in_future": "That date is in the future, so I have no scan from then. Send /studies to see your scans.",
+    "date_before_imaging": "I don't have scans from that long ago. Send /studies to see your scans.",
+}
+COMMANDS = [
+    ("start", "Start, or link this chat with your code"),
+    ("help", "What I can do"),
+    ("studies", "List your studies"),
+    ("last", "Show your newest scan"),
+    ("explain", "Explain a word, e.g. /explain FLAIR"),
+    ("compare", "Compare your newest scan with the one before"),
+    ("share", "Share the scan on screen with a doctor"),
+    ("shares", "Your share links, and stop them"),
+    ("activity", "Who looked at your images"),
+    ("privacy", "What I keep and who can see it"),
+    ("forget", "Delete everything I have about you"),
+    ("language", "Choose a language"),
+]
+
+
+def which_text(which: Any) -> str | None:
+    """The store's form of a ``which`` slot: latest/earliest/previous, or YYYY, YYYY-MM, YYYY-MM-DD."""
+    if isinstance(which, str):
+        return which
+    if isinstance(which, dict):
+        if "date" in which:
+            return str(which["date"])
+        if "year" in which:
+            return str(which["year"])
+    return None
+
+
+def study_request(slots: dict[str, Any]) -> StudyRequest:
+    which = slots.get("which")
+    if isinstance(which, list):
+        which = which[-1] if which else None
+    return StudyRequest(slots.get("modality"), slots.get("body_part"), which_text(which))
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Any text that is not a command: understand it, then act."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    if message.reply_to_message is not None and message.reply_to_message.photo:
+        from handlers import notes
+
+        if await notes.note_on_reply(update, context):
+            return
+    understood = understand(message.text[:MAX_UNDERSTOOD_CHARS], viewing.today_of(context))
+    await act(update, context, understood.intent, dict(understood.slots), understood.reason, understood.problems)
+
+
+async def act(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    intent: str,
+    slots: dict[str, Any],
+    reason: str | None = None,
+    problems: tuple[str, ...] = (),
+) -> None:
+    for problem in problems:
+        if problem in PROBLEM_REPLIES:
+            await reply(update, "share_failed", reason=PROBLEM_REPLIES[problem])
+            return
+    if intent == "show_study":
+        await viewing.show_study(update, context, study_request(slots))
+    elif intent == "list_studies":
+        await viewing.list_studies_reply(
+            update, context, modality=slots.get("modality"), body_part=slots.get("body_part")
+        )
+    elif intent == "explain_term":
+        await words.explain_term(update, context, str(slots.get("term", "")))
+    elif intent == "describe_current":
+        view = viewing.current_view(context)
+        if view is None or not await words.describe_series_reply(update, context, view.series):
+            await reply(update, "no_current")
+    elif intent == "compare":
+        from handlers import comparing
+
+        await comparing.compare(update, context, slots)
+    elif intent == "share":
+        hours = slots.get("duration_hours")
+        await sharing.share_study(
+            update,
+            context,
+            request=study_request(slots),
+            hours=float(hours) if hours is not None else None,
+            recipient=str(slots.get("recipient", "")),
+        )
+    elif intent == "list_shares":
+        await sharing.shares_command(update, context)
+    elif intent == "revoke_share":
+        await sharing.revoke_intent(update, context, bool(slots.get("all")))
+    elif intent == "activity":
+        await account.activity(update, context)
+    elif intent == "privacy":
+        await account.privacy(update, context)
+    elif intent == "forget_me":
+        await account.forget(update, context)
+    elif intent == "help":
+        await account.help_command(update, context)
+    elif reason in {"other_person", "diagnosis", "dosing"}:
+        await reply(update, "refuse", reason=reason)
+    else:
+        await reply(update, "unknown")
+
+
+async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button tap. Anything forged, replayed or stale gets "this button has expired"."""
+    query = update.callback_query
+    if query is None:
+        return
+    data = query.data or ""
+    handled = False
+    try:
+        if data.startswith("v|"):
+            handled = await viewing.navigate(update, context, decode_view(data))
+        elif data.startswith("c|"):
+            from handlers import comparing
+
+            handled = await comparing.step(update, context, data)
+        elif data.startswith("a|"):
+            handled = await on_action(update, context, data)
+    except (BadCallback, LookupError):
+        handled = False
+    if not handled:
+        await query.answer(texts_button_expired(), show_alert=False)
+
+
+def texts_button_expired() -> str:
+    from handlers.texts import TEMPLATES_DIR
+
+    return (TEMPLATES_DIR / "button_expired.txt").read_text(encoding="utf-8").strip()
+
+
+async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str) -> bool:
+    action = decode_action(data)
+    query = update.callback_query
+    assert query is not None
+    kind, ref = action.kind, action.ref
+    if kind == "open":
+        await query.answer()
+        return await viewing.open_study(update, context, ref)
+    if kind == "series":
+        return await viewing.choose_series(update, context, ref)
+    if kind == "explain_image":
+        await query.answer()
+        return await words.describe_series_reply(update, context, ref)
+    if kind == "share":
+        await query.answer()
+        await sharing.share_study(update, context, study_ref=ref)
+        return True
+    if kind == "compare":
+        from handlers import comparing
+
+        await query.answer()
+        return await comparing.compare_study(update, context, ref)
+    if kind == "revoke":
+        await query.answer()
+        return await sharing.revoke(update, context, ref)
+    if kind in {"forget_yes", "forget_no"}:
+        return await account.forget_answer(update, context, kind == "forget_yes", ref)
+    if kind == "claim":
+        return await uploads.claim(update, context, ref, action.extra)
+    if kind == "claim_none":
+        return await uploads.claim(update, context, None, ref)
+    if kind == "term":
+        await query.answer()
+        asker_lang = (await account.asker_of(update, context)).language
+        return await words.send_explanation(update, ref, asker_lang)
+    if kind == "lang":
+        return await account.set_language(update, context, ref)
+    if kind == "studies":
+        await query.answer()
+        await viewing.list_studies_reply(update, context, page=int(ref), edit=True)
+        return True
+    return False
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the error with an opaque reference only (never the update: it holds patient data)."""
+    ref = error_reference()
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("error %s handling update %s: %s", ref, update_id, type(context.error).__name__, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await reply(update, "error", ref=ref)
+        except Exception:
+            log.warning("could not tell the chat about error %s", ref)
+
+
+async def compare_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    from handlers import comparing
+
+    await comparing.compare(update, context, {})
+
+
+def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Add every Lightbox handler to ``application`` (the one place handlers are wired)."""
+    application.add_handler(CommandHandler("start", account.start))
+    application.add_handler(CommandHandler("help", account.help_command))
+    application.add_handler(CommandHandler("studies", viewing.studies_command))
+    application.add_handler(CommandHandler("last", viewing.last_command))
+    application.add_handler(CommandHandler("explain", words.explain_command))
+    application.add_handler(CommandHandler("compare", compare_command))
+    application.add_handler(CommandHandler("share", sharing.share_command))
+    application.add_handler(CommandHandler("shares", sharing.shares_command))
+    application.add_handler(CommandHandler("activity", account.activity))
+    application.add_handler(CommandHandler("privacy", account.privacy))
+    application.add_handler(CommandHandler("forget", account.forget))
+    application.add_handler(CommandHandler("language", account.language))
+    application.add_handler(MessageHandler(filters.Document.ALL, uploads.receive_document))
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))
+    application.add_handler(CallbackQueryHandler(on_callback))
+    application.add_error_handler(on_error)
+
+
+assert MessageLimit.MAX_TEXT_LENGTH >= MAX_UNDERSTOOD_CHARS

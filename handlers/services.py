@@ -1,0 +1,52 @@
+"""What the conversation needs from the rest of Lightbox, handed over by bot/ at start-up.
+
+Handlers never build engines, stores or caches themselves: ``bot.app`` puts one :class:`Services`
+into ``application.bot_data`` under :data:`SERVICES_KEY` and handlers read it with
+:func:`services_of`. Nothing in here is patient data, so it is never persisted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.filestore import FileStore
+from store.models import utcnow
+
+SERVICES_KEY = "lightbox.services"
+
+
+@dataclass
+class Services:
+    """Database sessions, the file store and the settings handlers use."""
+
+    sessions: sessionmaker[Session]
+    files: FileStore
+    work_dir: Path
+    public_url: str = "http://127.0.0.1:8080"
+    bot_username: str = ""
+    max_pixels: int = 400_000_000
+    max_upload_bytes: int = 2_000_000_000
+    now: Callable[[], datetime] = utcnow
+    # Render cache folder for chat previews ('' disables the cache).
+    cache_dir: Path | None = None
+    cache_limit_bytes: int = 512 * 1024 * 1024
+    # Extra hooks bot/ may set (e.g. to refresh a share viewer); called with opaque ids only.
+    hooks: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+
+    def today(self) -> date:
+        """Today's date for resolving 'last March' and the like (UTC)."""
+        return self.now().date()
+
+
+def services_of(context: Any) -> Services:
+    """The :class:`Services` of the running Application (``context`` is a PTB CallbackContext)."""
+    services = context.application.bot_data.get(SERVICES_KEY)
+    if not isinstance(services, Services):
+        raise RuntimeError("Lightbox services are not installed on this Application")
+    return services

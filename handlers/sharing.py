@@ -1,0 +1,187 @@
+"""Share links from the chat: "share my brain MRI with Dr. Lee for 3 days", /share, /shares, revoke."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import timedelta
+from typing import Any
+
+import segno
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.ext import ContextTypes
+
+from handlers import texts
+from handlers.callbacks import encode_action
+from handlers.cards import study_what
+from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.services import Services
+from handlers.viewing import StudyRequest, current_view, find_requested_study
+from share.links import ShareError, create_share, list_shares, revoke_share
+from store.models import Patient, ShareLink, Study
+from store.queries import get_series_for_patient, get_study_for_patient
+
+log = logging.getLogger("lightbox.sharing")
+
+
+def _pick_study(
+    services: Services, asker: Asker, request: StudyRequest | None, study_ref: str | None, current_series: str | None
+) -> Study | None:
+    assert asker.patient_id is not None
+    with services.sessions() as session:
+        if study_ref:
+            return get_study_for_patient(session, asker.patient_id, study_ref)
+        if request is not None and (request.modality or request.body_part or request.which):
+            return find_requested_study(session, asker.patient_id, request)
+        if current_series:
+            series = get_series_for_patient(session, asker.patient_id, current_series)
+            if series is not None:
+                return series.study
+        return find_requested_study(session, asker.patient_id, StudyRequest())
+
+
+def _create(
+    services: Services, asker: Asker, study_id: int, hours: float | None, recipient: str
+) -> tuple[str, dict[str, Any]]:
+    assert asker.patient_id is not None
+    with services.sessions() as session, session.begin():
+        patient = session.get(Patient, asker.patient_id)
+        study = session.get(Study, study_id)
+        assert patient is not None and study is not None
+        created = create_share(
+            session, patient=patient, study=study, hours=hours, recipient_label=recipient, now=services.now()
+        )
+        url = created.url(services.public_url)
+        values = {
+            "url": url,
+            "recipient": recipient,
+            "what": f"your {study_what(study).lower()} from {texts.nice_date(study.study_date)}",
+            "expires": texts.nice_time(created.link.expires_at),
+            "max_views": created.link.max_views,
+            "code": created.access_code,
+        }
+        return url, values
+
+
+def qr_png(url: str) -> bytes:
+    """The link as a QR code picture, for showing to a doctor across the desk."""
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="png", scale=8, border=3)
+    return out.getvalue()
+
+
+async def share_study(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    *,
+    request: StudyRequest | None = None,
+    study_ref: str | None = None,
+    hours: float | None = None,
+    recipient: str = "",
+) -> None:
+    """Make a share link and send it (without protect_content, so it can be forwarded) with a QR code."""
+    asker = await asker_of(update, context)
+    if asker.patient_id is None:
+        await reply(update, "not_linked")
+        return
+    services = service(context)
+    if hours is not None and (hours < 1 or hours > 720):
+        await reply(
+            update, "share_failed", reason="A share link can last from 1 hour up to 30 days. How long should it work?"
+        )
+        return
+    view = current_view(context)
+    study = await in_thread(_pick_study, services, asker, request, study_ref, view.series if view else None)
+    if study is None:
+        if study_ref:
+            raise LookupError("stale study button")
+        await reply(update, "no_study", any_studies=True, wanted=(request or StudyRequest()).words(), suggestion="")
+        return
+    try:
+        url, values = await in_thread(_create, services, asker, study.id, hours, recipient)
+    except ShareError as exc:
+        await reply(update, "share_failed", reason=str(exc))
+        return
+    message = update.effective_message
+    assert message is not None
+    text = texts.render("share_created", **values)
+    # The link message must be forwardable: no protect_content here (previews stay protected).
+    await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, protect_content=False)
+    await message.reply_photo(
+        photo=qr_png(url), caption="The same link as a QR code, to show on your phone.", protect_content=False
+    )
+
+
+def _links(services: Services, patient_id: int) -> list[dict[str, Any]]:
+    with services.sessions() as session:
+        rows: list[dict[str, Any]] = []
+        for link in list_shares(session, patient_id, now=services.now(), active_only=True):
+            study = session.get(Study, link.study_id)
+            rows.append(
+                {
+                    "public_id": link.public_id,
+                    "what": study_what(study) + f" ({texts.nice_date(study.study_date)})" if study else "a study",
+                    "recipient": link.recipient_label,
+                    "expires": texts.nice_time(link.expires_at),
+                    "views": link.view_count,
+                }
+            )
+        return rows
+
+
+async def shares_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/shares: active links with a revoke button each."""
+    asker = await asker_of(update, context)
+    if asker.patient_id is None:
+        await reply(update, "not_linked")
+        return
+    rows = await in_thread(_links, service(context), asker.patient_id)
+    buttons = [
+        [InlineKeyboardButton(f"Stop link {i + 1}", callback_data=encode_action("revoke", r["public_id"]))]
+        for i, r in enumerate(rows)
+    ]
+    await reply(update, "shares", links=rows, reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
+
+
+def _revoke(services: Services, patient_id: int, public_id: str | None) -> int:
+    with services.sessions() as session, session.begin():
+        if public_id is None:
+            active = list_shares(session, patient_id, now=services.now(), active_only=True)
+            for link in active:
+                revoke_share(session, link.public_id, patient_id=patient_id, now=services.now())
+            return len(active)
+        try:
+            revoked: ShareLink = revoke_share(session, public_id, patient_id=patient_id, now=services.now())
+        except ShareError:
+            return -1
+        return 1 if revoked.revoked_at is not None else 0
+
+
+async def revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, public_id: str | None) -> bool:
+    """Revoke one link (a button) or all of them ("revoke all my links"). ``False`` if the link is not theirs."""
+    asker = await asker_of(update, context)
+    if asker.patient_id is None:
+        await reply(update, "not_linked")
+        return True
+    count = await in_thread(_revoke, service(context), asker.patient_id, public_id)
+    if count < 0:
+        return False
+    await reply(update, "share_revoked", count=count)
+    return True
+
+
+async def revoke_intent(update: Update, context: ContextTypes.DEFAULT_TYPE, revoke_all: bool) -> None:
+    """'Stop my share links': all of them when asked, otherwise show the list to choose from."""
+    if revoke_all:
+        await revoke(update, context, None)
+    else:
+        await shares_command(update, context)
+
+
+async def share_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/share: share the study on screen (or the newest one) for the default 72 hours."""
+    await share_study(update, context)
+
+
+DEFAULT_SHARE = timedelta(hours=72)

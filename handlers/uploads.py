@@ -1,0 +1,254 @@
+"""Uploads: a .dcm file or a .zip of a CD sent to the chat becomes the patient's images.
+
+The file is fetched (Telegram lets bots download at most 20 MB), imported with a progress message
+that is edited as it goes, then summarised. Files are filed under an issuer scoped to the uploader,
+so an upload can never add images to somebody else's record. One person in the upload: it becomes
+(or joins) the uploader's record. Several: the uploader is asked which one they are; the others are
+removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import FileSizeLimit, ParseMode
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from handlers import texts
+from handlers.callbacks import encode_action
+from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.services import Services
+from store.erasure import forget_patient
+from store.importer import ImportProblem, ImportReport, import_path
+from store.models import Study
+from store.ownership import is_linked_to_a_chat, link_chat, merge_patient, patient_by_public_id
+
+log = logging.getLogger("lightbox.uploads")
+PENDING_KEY = "pending_upload"
+PROGRESS_EVERY_S = 1.5
+
+
+def upload_issuer(telegram_user_id: int) -> str:
+    """The issuer under which this uploader's files are filed (opaque, stable per user)."""
+    return "upload:" + hashlib.sha256(f"lightbox-upload:{telegram_user_id}".encode()).hexdigest()[:24]
+
+
+class ProgressMessage:
+    """Edits one chat message with import progress, at most every :data:`PROGRESS_EVERY_S` seconds."""
+
+    def __init__(self, message: Message, loop: asyncio.AbstractEventLoop) -> None:
+        self.message = message
+        self.loop = loop
+        self.last = 0.0
+        self.pending: asyncio.Future[Any] | None = None
+
+    def __call__(self, done: int, total: int) -> None:  # called from the import thread
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and done < total:
+            return
+        if self.pending is not None and not self.pending.done():
+            return
+        self.last = now
+        text = texts.render("upload_progress", done=done, total=total)
+        self.pending = asyncio.run_coroutine_threadsafe(self._edit(text), self.loop)  # type: ignore[assignment]
+
+    async def _edit(self, text: str) -> None:
+        try:
+            await self.message.edit_text(text, parse_mode=ParseMode.HTML)
+        except TelegramError:
+            pass  # progress is a courtesy; the summary follows anyway
+
+
+def _safe_name(name: str | None) -> str:
+    suffix = Path(name or "").suffix.lower()
+    return "upload" + (suffix if suffix in {".zip", ".dcm", ".dicom", ".dic", ""} else ".bin")
+
+
+def _people(services: Services, report: ImportReport) -> list[dict[str, Any]]:
+    with services.sessions() as session:
+        out = []
+        for found in report.patients:
+            patient = patient_by_public_id(session, found.public_id)
+            if patient is None:
+                continue
+            initials = "".join(part.strip()[:1] + "." for part in patient.name.replace("^", " ").split()[:3])
+            year = patient.birth_date[:4] if patient.birth_date else ""
+            label = (initials or "Unnamed") + (f", born {year}" if year else "")
+            studies = len(list(session.scalars(Study.__table__.select().where(Study.patient_id == patient.id))))
+            out.append({"public_id": patient.public_id, "label": label, "studies": studies})
+        return out
+
+
+def _adopt(services: Services, asker: Asker, keep_public_id: str, drop_public_ids: list[str]) -> tuple[int, int, bool]:
+    """Make ``keep`` the uploader's record (merge into their linked one), erase the dropped ones."""
+    kept = 0
+    refused = False
+    with services.sessions() as session, session.begin():
+        patient = patient_by_public_id(session, keep_public_id)
+        if patient is not None:
+            if is_linked_to_a_chat(session, patient.id) and patient.id != asker.patient_id:
+                refused = True
+            elif asker.patient_id is not None:
+                kept = merge_patient(session, patient.id, asker.patient_id)
+            else:
+                link_chat(session, asker.telegram_user_id, asker.chat_id, patient.id)
+                kept = len(patient.studies)
+        drop_ids = []
+        for public_id in drop_public_ids:
+            other = patient_by_public_id(session, public_id)
+            if other is not None and not is_linked_to_a_chat(session, other.id):
+                drop_ids.append(other.id)
+    for patient_id in drop_ids:
+        forget_patient(services.sessions, services.files, patient_id)
+    return kept, len(drop_ids), refused
+
+
+async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A document arrived: import it."""
+    message = update.effective_message
+    if message is None or message.document is None:
+        return
+    document = message.document
+    if document.file_size and document.file_size > FileSizeLimit.FILESIZE_DOWNLOAD:
+        limit_mb = FileSizeLimit.FILESIZE_DOWNLOAD // 1_000_000
+        await reply(
+            update,
+            "upload_failed",
+            reason=f"it is larger than the {limit_mb} MB Telegram lets me download. Please send the CD as "
+            "several smaller .zip files, or ask your clinic for a link.",
+        )
+        return
+    asker = await asker_of(update, context)
+    services = service(context)
+    status = await message.reply_text(texts.render("upload_progress", done=0, total=0), parse_mode=ParseMode.HTML)
+    folder = services.work_dir / "uploads" / secrets.token_hex(8)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / _safe_name(document.file_name)
+    try:
+        telegram_file = await document.get_file()
+        await telegram_file.download_to_drive(custom_path=target)
+        progress = ProgressMessage(status, asyncio.get_running_loop())
+        report = await in_thread(
+            import_path,
+            services.sessions,
+            services.files,
+            target,
+            progress=progress,
+            issuer_scope=upload_issuer(asker.telegram_user_id),
+            actor=("chat", asker.actor_ref),
+        )
+    except ImportProblem as exc:
+        await status.edit_text(texts.render("upload_failed", reason=str(exc)), parse_mode=ParseMode.HTML)
+        return
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    await finish_import(update, context, asker, status, report)
+
+
+async def finish_import(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, asker: Asker, status: Message, report: ImportReport
+) -> None:
+    """Summarise, and settle whose images these are."""
+    services = service(context)
+    people = await in_thread(_people, services, report)
+    if len(people) > 1:
+        nonce = secrets.token_hex(6)
+        if context.chat_data is not None:
+            context.chat_data[PENDING_KEY] = {"nonce": nonce, "patients": [p["public_id"] for p in people]}
+        buttons = [
+            [
+                InlineKeyboardButton(
+                    f"I am {p['label']}"[:60], callback_data=encode_action("claim", p["public_id"], nonce)
+                )
+            ]
+            for p in people
+        ]
+        buttons.append([InlineKeyboardButton("None of these", callback_data=encode_action("claim_none", nonce))])
+        await status.edit_text(
+            texts.render("upload_which", count=len(people), people=people),
+            parse_mode=ParseMode.HTML,
+            reply_markup=InlineKeyboardMarkup(buttons),
+        )
+        return
+    refused = False
+    if people:
+        _, _, refused = await in_thread(_adopt, services, asker, people[0]["public_id"], [])
+    if refused:
+        await status.edit_text(texts.render("upload_claim_refused"), parse_mode=ParseMode.HTML)
+        return
+    await status.edit_text(summary_text(report), parse_mode=ParseMode.HTML)
+
+
+def summary_text(report: ImportReport, patient_public_id: str | None = None) -> str:
+    studies = [
+        {"when": texts.nice_date(s.date), "what": _study_words(s.modalities, s.body_part), "description": s.description}
+        for s in report.studies
+        if patient_public_id is None or s.patient_public_id == patient_public_id
+    ]
+    reasons = sorted({s.reason for s in report.skipped})
+    return texts.render(
+        "upload_summary",
+        added=report.instances_added,
+        present=report.instances_present,
+        studies=studies[:15],
+        skipped=len(report.skipped),
+        skip_reason=reasons[0] if len(reasons) == 1 else "",
+        conflicts=len(report.conflicts),
+    )
+
+
+def _study_words(modalities: list[str], body_part: str) -> str:
+    what = texts.modality_word("\\".join(modalities))
+    what = what[0].upper() + what[1:]
+    return f"{what} of the {body_part}" if body_part else what
+
+
+async def claim(update: Update, context: ContextTypes.DEFAULT_TYPE, patient_public_id: str | None, nonce: str) -> bool:
+    """The "I am ..." / "None of these" buttons after a multi-person upload. ``False`` if stale or forged."""
+    pending = context.chat_data.get(PENDING_KEY) if context.chat_data is not None else None
+    if not isinstance(pending, dict) or not secrets.compare_digest(str(pending.get("nonce", "")), nonce):
+        return False
+    candidates = [str(p) for p in pending.get("patients", [])]
+    if patient_public_id is not None and patient_public_id not in candidates:
+        return False
+    assert context.chat_data is not None
+    context.chat_data.pop(PENDING_KEY, None)
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    asker = await asker_of(update, context)
+    services = service(context)
+    drop = [p for p in candidates if p != patient_public_id]
+    if patient_public_id is None:
+
+        def drop_all() -> int:
+            with services.sessions() as session:
+                ids = [
+                    p.id
+                    for p in (patient_by_public_id(session, x) for x in drop)
+                    if p is not None and not is_linked_to_a_chat(session, p.id)
+                ]
+            for pid in ids:
+                forget_patient(services.sessions, services.files, pid)
+            return len(ids)
+
+        removed = await in_thread(drop_all)
+        await query.edit_message_text(
+            texts.render("upload_claimed", kept=0, removed=removed), parse_mode=ParseMode.HTML
+        )
+        return True
+    kept, removed, refused = await in_thread(_adopt, services, asker, patient_public_id, drop)
+    if refused:
+        await query.edit_message_text(texts.render("upload_claim_refused"), parse_mode=ParseMode.HTML)
+        return True
+    await query.edit_message_text(texts.render("upload_claimed", kept=kept, removed=removed), parse_mode=ParseMode.HTML)
+    return True
