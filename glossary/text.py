@@ -17,6 +17,7 @@ from dataclasses import dataclass
 # A pasted report is rarely over 20,000 characters; we still read ten times that, then stop.
 MAX_TEXT_CHARS = 200_000
 
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#[0-9]{1,6});")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -37,6 +38,7 @@ def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     if not text:
         return ""
     text = text[:limit]
+    text = _ANSI.sub(" ", text)
     text = _TAG.sub(" ", text)
     text = _ENTITY.sub(" ", text)
     text = _CONTROL.sub(" ", text)
