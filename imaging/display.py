@@ -342,13 +342,16 @@ def invert(unit: np.ndarray) -> np.ndarray:
     return np.float32(1.0) - unit
 
 
-def apply_palette(stored: np.ndarray, ds: Dataset, little_endian: bool = True) -> np.ndarray:
-    """PALETTE COLOR: look stored values up in the Red/Green/Blue Palette Color LUTs (0028,1101-1103
-    descriptors, 0028,1201-1203 data, or the segmented 0028,1221-1223), giving RGB in 0..1.
+def palette_table(ds: Dataset, little_endian: bool = True) -> tuple[np.ndarray, int]:
+    """The Palette Color LUT as an (entries, 3) float table in 0..1 and its first mapped value.
 
-    Unlike pydicom 3.0.2's ``apply_color_lut``, the LUT words are read in the file's byte order,
-    so big-endian palette images are not black.
+    Reads Red/Green/Blue Palette Color Lookup Table Descriptor (0028,1101-1103) and Data
+    (0028,1201-1203), or the Segmented data (0028,1221-1223). Unlike pydicom 3.0.2's
+    ``apply_color_lut``, LUT words are read in the file's byte order, so big-endian palette
+    images are not black.
     """
+    import struct
+
     from pydicom.pixels.processing import _expand_segmented_lut
 
     desc = [int(v) for v in _floats(ds.get("RedPaletteColorLookupTableDescriptor"))]
@@ -370,20 +373,24 @@ def apply_palette(stored: np.ndarray, ds: Dataset, little_endian: bool = True) -
         elif segmented is not None:
             raw = bytes(segmented)
             fmt = f"{endian}{len(raw) // 2}H"
-            import struct
-
             table = np.asarray(_expand_segmented_lut(struct.unpack(fmt, raw), fmt), dtype=np.float64)
         else:
             raise ValueError(f"no {colour} palette data")
         tables.append(np.asarray(table, dtype=np.float64))
+    size = min(t.size for t in tables)
+    if size == 0:
+        raise ValueError("empty palette")
     top = float(2**bits - 1) if bits in (8, 16) else 65535.0
     if bits == 16 and max(float(t.max()) for t in tables) <= 255:
         top = 255.0  # 8-bit entries written in 16-bit words
-    out = np.empty((*stored.shape, 3), dtype=np.float32)
-    for n, table in enumerate(tables):
-        out[..., n] = _lookup(stored, table, first) / top
-    np.clip(out, 0.0, 1.0, out=out)
-    return out
+    out = np.stack([t[:size] for t in tables], axis=1) / top
+    return np.clip(out, 0.0, 1.0).astype(np.float32), first
+
+
+def apply_palette(stored: np.ndarray, ds: Dataset, little_endian: bool = True) -> np.ndarray:
+    """PALETTE COLOR: look stored values up in the palette (see :func:`palette_table`), RGB in 0..1."""
+    table, first = palette_table(ds, little_endian)
+    return _lookup(stored, table, first)
 
 
 def ybr_to_rgb(ybr: np.ndarray, bits: int = 8) -> np.ndarray:

@@ -118,7 +118,10 @@ def frame_to_uint8(
     photometric = frame.photometric
     if photometric == "PALETTE COLOR" and pixels.ndim == 2:
         try:
-            return display.to_uint8(display.apply_palette(pixels, ds, little)), None
+            table, first = display.palette_table(ds, little)
+            table8 = display.to_uint8(table)
+            index = pixels.astype(np.int32) - first if first or pixels.dtype.kind == "i" else pixels
+            return table8[np.clip(index, 0, len(table8) - 1)], None
         except (ValueError, KeyError, TypeError):
             photometric = "MONOCHROME2"  # a palette image without a usable palette: show its grey levels
     if pixels.ndim == 3:
