@@ -1,0 +1,212 @@
+"""What every share route needs: settings of the viewer, the link behind a request, and the rules.
+
+:class:`ViewerContext` is built once at app assembly (``share.web.create_app``). Each request resolves
+its token through :meth:`ViewerContext.resolve`, which applies the per-address failure limit, the link's
+state (expired, revoked, locked, used up) and the viewing-session cookie, and answers failures with the
+same plain pages and the same minimum response time whether or not the token ever existed.
+
+Viewing session: opening the link (after the access code, when there is one) counts one view and sets an
+HttpOnly cookie scoped to the link's path, signed with the server's secret. Images, downloads and the
+manifest need that cookie, so a view limit limits viewing sessions, not image requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from share.links import Clock, LinkState, find_link, link_state
+from share.ratelimit import FailureLimiter
+from share.render import ImageCache
+from store.db import transaction
+from store.models import ShareLink, utcnow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "lb_view"
+
+# Every page, image and file the viewer sends carries these (see SecurityHeaders in share.web).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"x-robots-tag", b"noindex, nofollow"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", CSP.encode()),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+
+
+class FileSource(Protocol):
+    """Where an instance's file is: ``store.filestore.FileStore`` satisfies this."""
+
+    def path(self, key: str) -> Path: ...
+
+
+Notifier = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass
+class ViewerContext:
+    """Settings and shared state of one viewer app."""
+
+    sessions: sessionmaker[Session]
+    files: FileSource
+    public_url: str
+    secret_key: bytes
+    clock: Clock = utcnow
+    on_first_open: Notifier | None = None
+    on_locked: Notifier | None = None
+    limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    # Failure pages take at least this long, so timing does not tell whether a token existed.
+    failure_floor: float = 0.05
+    cache: ImageCache = field(default_factory=ImageCache)
+    templates: Environment = field(
+        default_factory=lambda: Environment(
+            loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"])
+        )
+    )
+
+    # ------------------------------------------------------------ pages
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        """Render ``templates/<name>`` as an HTML response."""
+        return HTMLResponse(self.templates.get_template(name).render(**values), status_code=status)
+
+    def failure_page(self, state: LinkState) -> HTMLResponse:
+        """The plain page for a link that does not work (404 unknown, 410 expired/revoked/locked/used up)."""
+        return self.page("gone.html", state.status_code, state=state.value)
+
+    def too_many(self, retry_after: float) -> HTMLResponse:
+        """429 for an address that failed too often."""
+        response = self.page("limited.html", 429)
+        response.headers["Retry-After"] = str(int(retry_after) + 1)
+        return response
+
+    # ------------------------------------------------------------ sessions
+
+    def _sign(self, link: ShareLink, view: int) -> str:
+        message = f"{link.public_id}:{view}:{link.access_code_hash}".encode()
+        return hmac.new(self.secret_key, message, hashlib.sha256).hexdigest()[:40]
+
+    def session_cookie_value(self, link: ShareLink, view: int) -> str:
+        """The signed cookie value of viewing session ``view`` of ``link``."""
+        return f"{view}.{self._sign(link, view)}"
+
+    def has_session(self, request: Request, link: ShareLink) -> bool:
+        """Whether the request carries a valid viewing-session cookie for ``link``."""
+        raw = request.cookies.get(SESSION_COOKIE, "")
+        view_text, _, signature = raw.partition(".")
+        if not view_text.isdigit() or not signature:
+            return False
+        return hmac.compare_digest(signature, self._sign(link, int(view_text)))
+
+    def set_session(self, response: Response, link: ShareLink, view: int, token: str) -> None:
+        """Attach the viewing-session cookie, scoped to this link's path only."""
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.session_cookie_value(link, view),
+            path=f"/s/{token}",
+            httponly=True,
+            samesite="strict",
+            secure=self.public_url.startswith("https://"),
+            max_age=int((link.expires_at - self.clock()).total_seconds()) + 1,
+        )
+
+    # ------------------------------------------------------------ lookups
+
+    @staticmethod
+    def client_address(request: Request) -> str:
+        """The client's address as the server sees it (behind a proxy, configure uvicorn's forwarded-allow-ips)."""
+        return request.client.host if request.client else "unknown"
+
+    async def pad(self, started: float) -> None:
+        """Sleep until ``failure_floor`` seconds have passed since ``started``."""
+        remaining = self.failure_floor - (time.perf_counter() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    async def resolve(
+        self,
+        request: Request,
+        token: str,
+        work: Callable[[Session, ShareLink], T],
+        *,
+        opening: bool = False,
+        need_session: bool = True,
+    ) -> tuple[T | None, Response | None]:
+        """Find the link for ``token`` and run ``work(session, link)`` in one transaction (in a thread).
+
+        Returns (result, None) when the link works, else (None, failure response): a 429 for a limited
+        address, the 404/410 page after the failure floor, or a 403 when ``need_session`` and the request
+        has no viewing session. ``opening`` starts a new session, so a used-up view limit refuses it.
+        """
+        started = time.perf_counter()
+        address = self.client_address(request)
+        wait = self.limiter.retry_after(address)
+        if wait:
+            return None, self.too_many(wait)
+        now = self.clock()
+
+        def lookup() -> tuple[T | None, LinkState, bool]:
+            with transaction(self.sessions) as session:
+                link = find_link(session, token)
+                has_session = link is not None and self.has_session(request, link)
+                state = link_state(link, now, opening=opening and not has_session)
+                if state is not LinkState.OK or link is None:
+                    return None, state, has_session
+                if need_session and not has_session:
+                    return None, state, False
+                return work(session, link), state, has_session
+
+        result, state, has_session = await run_in_threadpool(lookup)
+        if state is LinkState.OK:
+            if need_session and not has_session:
+                return None, self.json_error(403, "Open the link in the viewer first.")
+            return result, None
+        self.limiter.failed(address)
+        await self.pad(started)
+        return None, self.failure_page(state)
+
+    def now(self) -> datetime:
+        """The current time by the app's clock."""
+        return self.clock()
+
+    async def notify(self, callback: Notifier | None, public_id: str) -> None:
+        """Call a patient notifier (sync or async); a failing notifier never breaks the viewer."""
+        if callback is None:
+            return
+        try:
+            result = callback(public_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("share notifier failed for link %s", public_id)
+
+    @staticmethod
+    def json_error(status: int, message: str) -> JSONResponse:
+        """A small JSON error for the viewer's scripts and DICOMweb clients."""
+        return JSONResponse({"error": message}, status_code=status)

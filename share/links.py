@@ -1,0 +1,381 @@
+"""Share links: create, find, check, scope and revoke.
+
+A link is a random token (192 bits from :mod:`secrets`, URL-safe) that the patient forwards. Only its
+SHA-256 is stored (``ShareLink.token_hash``); a lookup hashes the presented token, finds the row by
+that hash and compares the hashes again in constant time. The token itself never reaches the database
+or a log line.
+
+The rules, in the patient's words: a link lives 72 hours unless the patient chooses between 1 hour and
+30 days; the patient can revoke it at once; an optional access code (six or more digits, hashed with
+scrypt) locks the link after five wrong tries; an optional view limit counts viewing sessions. A link
+reaches one study (or chosen series of it) and, when asked, the patient's earlier studies of the same
+body part (priors). Nothing else is reachable through it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.audit import record_access
+from store.models import Instance, Patient, Series, ShareLink, Study, utcnow
+from store.queries import slice_order
+
+TOKEN_BYTES = 24  # 192 bits; the rule is at least 128.
+DEFAULT_LIFETIME = timedelta(hours=72)
+MIN_LIFETIME = timedelta(hours=1)
+MAX_LIFETIME = timedelta(days=30)
+MIN_CODE_DIGITS = 6
+MAX_CODE_ATTEMPTS = 5
+DOWNLOAD_CHOICES = ("original", "deidentified", "none")
+
+Clock = Callable[[], datetime]
+
+
+class ShareError(ValueError):
+    """A share request cannot be done as asked; the message is fit to show the patient or operator."""
+
+
+class LinkState(enum.Enum):
+    """What a presented token currently allows."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    LOCKED = "locked"
+    USED_UP = "used_up"
+
+    @property
+    def status_code(self) -> int:
+        """404 for a token that never existed, 410 for one that no longer works, 200 otherwise."""
+        if self is LinkState.OK:
+            return 200
+        return 404 if self is LinkState.UNKNOWN else 410
+
+
+@dataclass
+class CreatedShare:
+    """A new link: the row, the token (shown once, never stored) and the access code if one was made."""
+
+    link: ShareLink
+    token: str
+    access_code: str | None = None
+
+    def url(self, public_url: str) -> str:
+        """The address the patient forwards."""
+        return share_url(public_url, self.token)
+
+
+def new_token() -> str:
+    """A fresh URL-safe token with 192 bits of randomness."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 (hex) of a token: the only form that is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def share_url(public_url: str, token: str) -> str:
+    """The viewer address for ``token`` under the service's public URL."""
+    return f"{public_url.rstrip('/')}/s/{token}"
+
+
+def new_access_code(digits: int = MIN_CODE_DIGITS) -> str:
+    """A random numeric access code of ``digits`` digits (leading zeros kept)."""
+    return f"{secrets.randbelow(10**digits):0{digits}d}"
+
+
+def hash_access_code(code: str, salt: bytes | None = None) -> str:
+    """``scrypt$<salt hex>$<hash hex>``: a six-digit code is guessable offline, so make each guess costly."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(code.encode("utf-8"), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def access_code_matches(code: str, stored: str) -> bool:
+    """Whether ``code`` is the one ``stored`` was made from (constant-time comparison)."""
+    try:
+        scheme, salt_hex, _ = stored.split("$")
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    return hmac.compare_digest(hash_access_code(code, salt), stored)
+
+
+def validate_access_code(code: str) -> str:
+    """The code itself when it is six or more digits, else :class:`ShareError`."""
+    code = code.strip()
+    if not code.isdigit() or not code.isascii() or len(code) < MIN_CODE_DIGITS:
+        raise ShareError(f"An access code must be at least {MIN_CODE_DIGITS} digits.")
+    return code
+
+
+def lifetime_from_hours(hours: float | None) -> timedelta:
+    """The link's lifetime: 72 hours by default, between 1 hour and 30 days."""
+    if hours is None:
+        return DEFAULT_LIFETIME
+    lifetime = timedelta(hours=hours)
+    if lifetime < MIN_LIFETIME or lifetime > MAX_LIFETIME:
+        raise ShareError("A link can last from 1 hour up to 30 days (720 hours).")
+    return lifetime
+
+
+def record_event(
+    session: Session,
+    link: ShareLink,
+    action: str,
+    *,
+    at: datetime,
+    actor_kind: str = "share",
+    study_id: int | None = None,
+    series_id: int | None = None,
+    instance_id: int | None = None,
+    detail: str = "",
+) -> None:
+    """Write one access event for ``link`` (actor is the link's public id, never its token)."""
+    record_access(
+        session,
+        link.patient_id,
+        actor_kind,
+        link.public_id if actor_kind == "share" else actor_kind,
+        action,
+        study_id=study_id if study_id is not None else link.study_id,
+        series_id=series_id,
+        instance_id=instance_id,
+        share_link_id=link.id,
+        detail=detail,
+        at=at,
+    )
+
+
+def create_share(
+    session: Session,
+    *,
+    patient: Patient,
+    study: Study,
+    hours: float | None = None,
+    series: Sequence[Series] = (),
+    include_priors: bool = False,
+    recipient_label: str = "",
+    download: str = "none",
+    access_code: bool | str = False,
+    max_views: int | None = None,
+    can_annotate: bool = False,
+    now: datetime | None = None,
+    actor_kind: str = "chat",
+) -> CreatedShare:
+    """Make a link to ``study`` (or the chosen ``series`` of it) for ``patient``.
+
+    ``access_code`` is ``True`` for a random six-digit code, a string for the patient's own code, or
+    ``False`` for none. The returned token and code are the only copies: hand them to the patient.
+    """
+    now = now or utcnow()
+    if study.patient_id != patient.id:
+        raise ShareError("That study is not in this patient's records.")
+    for one in series:
+        if one.study_id != study.id:
+            raise ShareError("A chosen series is not part of that study.")
+    if download not in DOWNLOAD_CHOICES:
+        raise ShareError("Download must be 'original', 'deidentified' or 'none'.")
+    if max_views is not None and max_views < 1:
+        raise ShareError("A view limit must be at least 1.")
+    lifetime = lifetime_from_hours(hours)
+    code: str | None = None
+    if access_code is True:
+        code = new_access_code()
+    elif isinstance(access_code, str) and access_code:
+        code = validate_access_code(access_code)
+    token = new_token()
+    link = ShareLink(
+        patient_id=patient.id,
+        study_id=study.id,
+        token_hash=hash_token(token),
+        series_scope=json.dumps(sorted(s.public_id for s in series)) if series else "",
+        include_priors=include_priors,
+        recipient_label=recipient_label.strip()[:128],
+        download=download,
+        access_code_hash=hash_access_code(code) if code else "",
+        max_views=max_views,
+        created_at=now,
+        expires_at=now + lifetime,
+        can_annotate=can_annotate,
+    )
+    session.add(link)
+    session.flush()
+    record_event(session, link, "share_create", at=now, actor_kind=actor_kind)
+    return CreatedShare(link=link, token=token, access_code=code)
+
+
+def find_link(session: Session, token: str) -> ShareLink | None:
+    """The link whose token is ``token``, or ``None``. The work done is the same either way."""
+    wanted = hash_token(token)
+    link = session.scalars(select(ShareLink).where(ShareLink.token_hash == wanted)).first()
+    stored = link.token_hash if link is not None else "0" * 64
+    if not hmac.compare_digest(stored, wanted) or link is None:
+        return None
+    return link
+
+
+def link_state(link: ShareLink | None, now: datetime, *, opening: bool = False) -> LinkState:
+    """What ``link`` allows at ``now``. ``opening`` means a new viewing session would start."""
+    if link is None:
+        return LinkState.UNKNOWN
+    if link.revoked_at is not None and link.revoked_at <= now:
+        return LinkState.REVOKED
+    if now >= link.expires_at:
+        return LinkState.EXPIRED
+    if link.locked_at is not None:
+        return LinkState.LOCKED
+    if opening and link.max_views is not None and link.view_count >= link.max_views:
+        return LinkState.USED_UP
+    return LinkState.OK
+
+
+def check_access_code(session: Session, link: ShareLink, code: str, now: datetime) -> bool:
+    """Check a presented access code; the fifth wrong one locks the link. Returns whether it matched."""
+    if not link.access_code_hash:
+        return True
+    if link.locked_at is not None:
+        return False
+    if access_code_matches(code.strip(), link.access_code_hash):
+        return True
+    link.failed_code_attempts += 1
+    record_event(session, link, "share_open", at=now,
+                 detail=f"wrong access code, attempt {link.failed_code_attempts}")
+    if link.failed_code_attempts >= MAX_CODE_ATTEMPTS:
+        link.locked_at = now
+        record_event(session, link, "share_open", at=now, detail="locked after too many wrong access codes")
+    return False
+
+
+def count_open(session: Session, link: ShareLink, now: datetime) -> tuple[int, bool]:
+    """Count a new viewing session; returns (its number, whether it was the link's first open)."""
+    first = link.first_opened_at is None
+    link.view_count += 1
+    if first:
+        link.first_opened_at = now
+    record_event(session, link, "share_open", at=now, detail=f"view {link.view_count}")
+    return link.view_count, first
+
+
+def revoke_share(session: Session, public_id: str, *, patient_id: int | None = None,
+                 now: datetime | None = None, actor_kind: str = "chat") -> ShareLink:
+    """Revoke the link ``public_id`` (of ``patient_id`` when given); takes effect on the next request."""
+    now = now or utcnow()
+    query = select(ShareLink).where(ShareLink.public_id == public_id)
+    if patient_id is not None:
+        query = query.where(ShareLink.patient_id == patient_id)
+    link = session.scalars(query).first()
+    if link is None:
+        raise ShareError("There is no share link with that id.")
+    if link.revoked_at is None:
+        link.revoked_at = now
+        record_event(session, link, "share_revoke", at=now, actor_kind=actor_kind)
+    return link
+
+
+def list_shares(session: Session, patient_id: int, *, now: datetime | None = None,
+                active_only: bool = False) -> list[ShareLink]:
+    """The patient's links, newest first; ``active_only`` leaves out expired, revoked and locked ones."""
+    now = now or utcnow()
+    links = list(
+        session.scalars(
+            select(ShareLink).where(ShareLink.patient_id == patient_id).order_by(ShareLink.created_at.desc())
+        )
+    )
+    if active_only:
+        links = [link for link in links if link_state(link, now) is LinkState.OK]
+    return links
+
+
+# ---------------------------------------------------------------- scope
+
+
+@dataclass
+class Scope:
+    """What one link reaches: its studies (main first, then priors newest first) and their series."""
+
+    studies: list[Study]
+    series: dict[int, list[Series]] = field(default_factory=dict)
+
+    def study_by_uid(self, study_uid: str) -> Study | None:
+        """The study with ``study_uid`` if the link reaches it."""
+        return next((s for s in self.studies if s.study_uid == study_uid), None)
+
+    def series_by_uid(self, study: Study, series_uid: str) -> Series | None:
+        """The series with ``series_uid`` of ``study`` if the link reaches it."""
+        return next((s for s in self.series.get(study.id, []) if s.series_uid == series_uid), None)
+
+
+def _chosen_series(link: ShareLink) -> set[str]:
+    if not link.series_scope:
+        return set()
+    try:
+        return {str(x) for x in json.loads(link.series_scope)}
+    except (ValueError, TypeError):
+        return {"<unreadable scope>"}  # reaches nothing rather than everything
+
+
+def series_sort_key(series: Series) -> tuple[int, str]:
+    """Series in Series Number order, unnumbered last."""
+    return (series.series_number if series.series_number is not None else 1 << 30, series.series_uid)
+
+
+def link_scope(session: Session, link: ShareLink) -> Scope:
+    """The studies and series ``link`` reaches, all of them the link's patient's."""
+    main = session.get(Study, link.study_id)
+    if main is None or main.patient_id != link.patient_id:
+        return Scope(studies=[])
+    studies = [main]
+    if link.include_priors and main.body_part:
+        query = select(Study).where(
+            Study.patient_id == link.patient_id, Study.body_part == main.body_part, Study.id != main.id
+        )
+        if main.study_date is not None:
+            query = query.where(Study.study_date < main.study_date)
+        priors = [s for s in session.scalars(query) if s.study_date is not None or main.study_date is None]
+        priors.sort(key=lambda s: (s.study_date is None, s.study_date), reverse=True)
+        studies.extend(priors)
+    chosen = _chosen_series(link)
+    scope = Scope(studies=studies)
+    for study in studies:
+        rows = list(session.scalars(select(Series).where(Series.study_id == study.id)))
+        if study.id == main.id and chosen:
+            rows = [s for s in rows if s.public_id in chosen]
+        scope.series[study.id] = sorted(rows, key=series_sort_key)
+    return scope
+
+
+def instances_in_order(session: Session, series: Series) -> list[Instance]:
+    """A series' instances in slice order (:func:`store.queries.slice_order`); the caller has scoped the series."""
+    return slice_order(list(session.scalars(select(Instance).where(Instance.series_id == series.id))))
+
+
+def find_instance(session: Session, scope: Scope, study_uid: str, series_uid: str,
+                  sop_uid: str) -> tuple[Study, Series, Instance] | None:
+    """The instance named by the three UIDs when the link reaches all of them, else ``None``."""
+    study = scope.study_by_uid(study_uid)
+    if study is None:
+        return None
+    series = scope.series_by_uid(study, series_uid)
+    if series is None:
+        return None
+    instance = session.scalars(
+        select(Instance).where(Instance.series_id == series.id, Instance.sop_instance_uid == sop_uid)
+    ).first()
+    if instance is None:
+        return None
+    return study, series, instance
