@@ -22,6 +22,8 @@ Reference = str | dict[str, Any]
 
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|er|te|ten|o|a|го|е|ое)?$")
 _COMPACT_DURATION = re.compile(r"^(\d{1,4})(h|hr|hrs|d|w|wk|std|ч|д)$")
+_COMPACT_UNITS = {"h": "hour", "hr": "hour", "hrs": "hour", "std": "hour", "ч": "hour", "d": "day", "д": "day",
+                  "w": "week", "wk": "week"}
 _HOURS = {"minute": 1 / 60, "hour": 1, "day": 24, "week": 168, "month": 720, "year": 8760}
 
 #: The oldest year a medical image can come from (Röntgen, 1895).
@@ -125,7 +127,7 @@ class _Reader:
         w = self.words
         if i + 1 >= self.n or not w[i].isdigit():
             return None
-        seps = []
+        seps: list[str] = []
         j = i
         while j + 1 < self.n and len(seps) < 2 and w[j + 1].isdigit() and self.gap(j) in ("-", ".", "/"):
             seps.append(self.gap(j))
@@ -270,14 +272,14 @@ class _Reader:
         unit = self.best("units", i)
         if unit is not None and unit.value in ("year", "month", "week"):
             tail = self.word_cue("before_last", unit.end)
-            back = 2 if tail else None
+            after: int | None = 2 if tail else None
             if tail is None:
                 tail = self.word_cue("last", unit.end)
-                back = 1 if tail else None
-            if tail is not None and back is not None and (unit.end == tail.start):
-                # Spanish puts the adjective after: "el año pasado", "el mes pasado", "el año antepasado"
-                if self.words[tail.start] in ("pasado", "pasada", "antepasado", "antepasada"):
-                    return TimeRef(i, tail.end, self.resolve_unit(unit.value, back))
+                after = 1 if tail else None
+            if tail is not None and after is not None and (unit.end == tail.start):
+                # "the year before last"; Spanish puts the adjective after: "el año pasado", "el año antepasado"
+                if after == 2 or self.words[tail.start] in ("pasado", "pasada"):
+                    return TimeRef(i, tail.end, self.resolve_unit(unit.value, after))
         return None
 
     def resolve_unit(self, unit: str, back: int) -> dict[str, Any]:
@@ -330,7 +332,7 @@ class _Reader:
             current = today.year if today.month >= first else today.year - 1
             in_season = first <= today.month <= last_month
         if back is None or back == 0:
-            return current if (back is None or not wraps) else current
+            return current
         ended = current - 1 if in_season else current
         return ended - (back - 1)
 
@@ -402,10 +404,9 @@ def find_durations(words: Sequence[str], tokens: Sequence[Token], cleaned: str, 
             continue
         compact = _COMPACT_DURATION.match(words[i])
         if compact:
-            unit = {"h": "hour", "hr": "hour", "hrs": "hour", "std": "hour", "ч": "hour", "d": "day",
-                    "д": "day", "w": "week", "wk": "week"}[compact.group(2)]
+            unit_name = _COMPACT_UNITS[compact.group(2)]
             sign = -1 if _negative_before(reader, i) else 1
-            found.append(Duration(i, i + 1, sign * int(compact.group(1)) * _HOURS[unit]))
+            found.append(Duration(i, i + 1, sign * int(compact.group(1)) * _HOURS[unit_name]))
             i += 1
             continue
         minus = reader.word_cue("minus", i)

@@ -212,7 +212,7 @@ def _glossary_terms() -> frozenset[str]:
         for concept in data.get("concept", []):
             if not isinstance(concept, dict):
                 continue
-            names = [concept.get("term", "")] + list(concept.get("aliases", []) or [])
+            names = [concept.get("term", ""), *list(concept.get("aliases", []) or [])]
             for name in names:
                 if isinstance(name, str) and name.strip():
                     terms.add(" ".join(phrase_tokens(name)))

@@ -42,6 +42,7 @@ _LAT_TO_CYR = {
     "A": "А", "B": "В", "E": "Е", "K": "К", "M": "М", "H": "Н", "O": "О", "P": "Р", "C": "С", "T": "Т",
     "Y": "У", "X": "Х",
 }
+_IS_CONTRACTIONS = frozenset({"what", "that", "it", "there", "here", "who", "where", "how", "he", "she", "this"})
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -171,6 +172,10 @@ def tokenize(cleaned: str) -> list[Token]:
         low = raw.lower()
         if low.endswith("'s") and len(raw) > 2:
             raw, end, possessive = raw[:-2], end - 2, True
+            if raw.lower() in _IS_CONTRACTIONS:  # "what's" is "what is", not a possessive
+                tokens.append(Token(raw, fold(raw), start, end))
+                tokens.append(Token("'s", "is", end, end + 2))
+                continue
         norm = fold(raw).replace("'", "")
         tokens.append(Token(raw, norm, start, end, possessive))
     return tokens

@@ -199,6 +199,10 @@ def read_explain(msg: _Message) -> tuple[str, str | None] | None:
     cautiously, "what is"), minus articles and trailing words like "mean" or "sequence".
     """
     strong = [m for m in msg.cues.get("explain_strong", []) if m.start <= 3]
+    if msg.cues.get("term_tail") and any(
+        m.end == len(msg.words) and msg.words[m.start] in _MEAN_WORDS for m in msg.cues["term_tail"]
+    ):
+        strong += [m for m in msg.cues.get("explain_mean", []) if m.start <= 3]
     weak = [m for m in msg.cues.get("explain_weak", []) if m.start <= 2]
     for kind, matches in (("strong", strong), ("weak", weak)):
         if not matches:
@@ -233,6 +237,9 @@ def read_explain(msg: _Message) -> tuple[str, str | None] | None:
             continue
         return ("term", term)
     return None
+
+
+_MEAN_WORDS = frozenset({"mean", "means", "meaning", "stand", "stands"})
 
 
 def _mentions(msg: _Message, cue: str, start: int, end: int) -> bool:
@@ -293,56 +300,70 @@ def other_person(msg: _Message, exclude: set[int]) -> bool:
 
 
 def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, int] | None:
-    """Token span of the person a share goes to: after "with"/"to"/"mit"/"con"/"с"... or a Russian dative."""
+    """Token span of the person a share goes to.
+
+    After "with"/"to"/"mit"/"an"/"con"/"a"/"с"/"для" (the first one after the share verb that is followed by a
+    person rather than a study or a duration), a Russian dative ("отправь МРТ врачу"), or right after the verb
+    when a link or study follows ("give Dr Patel a link").
+    """
     lex = msg.lex
     n = len(msg.words)
     blocked = {i for m in msg.cues.get("image", []) for i in range(m.start, m.end)}
     blocked |= {i for m in lex.modality.find_longest(msg.words) for i in range(m.start, m.end)}
+    blocked |= {i for m in lex.body_part.find_longest(msg.words) for i in range(m.start, m.end)}
     blocked |= {i for m in msg.cues.get("link", []) for i in range(m.start, m.end)}
-    start = None
+    blocked |= {i for m in msg.cues.get("share", []) for i in range(m.start, m.end)}
+
+    def span_from(start: int) -> tuple[int, int] | None:
+        end = start
+        while end < n:
+            if end > start and end in taken:
+                break
+            if end > start and msg.words[end] in lex.recipient_stop:
+                break
+            if end > start:
+                gap = msg.cleaned[msg.tokens[end - 1].end : msg.tokens[end].start]
+                if any(c in gap for c in ",;!?()") or ("." in gap and msg.words[end - 1] not in lex.titles):
+                    break
+            end += 1
+        if end == start or any(i in blocked for i in range(start, end)):
+            return None
+        return start, end
+
     for i in range(share_at, n - 1):
         word = msg.words[i]
-        if i in taken or word not in lex.recipient_before:
-            continue
         nxt = i + 1
-        if nxt in taken or nxt in blocked or msg.words[nxt].isdigit():
+        if i in taken or word not in lex.recipient_before or nxt in taken or msg.words[nxt].isdigit():
             continue
         if word in lex.duration_prepositions and (
             lex.numbers.at(msg.words, nxt) or lex.units.at(msg.words, nxt) or lex.cues["latest"].at(msg.words, nxt)
         ):
             continue
-        if msg.words[nxt] in ("me", "mich", "mir", "mi", "меня", "мне", "it", "this", "that", "es", "eso", "это",
-                              "all", "my", "mein", "meine", "mi", "mis", "мой", "мою") and (
-            msg.words[nxt] not in ("my", "mein", "meine", "mi", "мой") or _poss_then_study(msg, nxt, blocked)
-        ):
+        if msg.words[nxt] in _NOT_PEOPLE:
             continue
-        start = nxt
-        break
-    if start is None:
-        for i in range(share_at, n):
-            if msg.words[i] in lex.dative and i not in taken:
-                start = i
-                break
-    if start is None:
-        return None
-    end = start
-    while end < n:
-        if end in taken and end > start:
-            break
-        word = msg.words[end]
-        if end > start and (word in lex.recipient_stop or lex.dative and word in ("на",)):
-            break
-        if end > start:
-            gap = msg.cleaned[msg.tokens[end - 1].end : msg.tokens[end].start]
-            if any(c in gap for c in ",;!?()") or ("." in gap and msg.words[end - 1] not in lex.titles):
-                break
-        end += 1
-    return (start, end) if end > start else None
+        span = span_from(nxt)
+        if span is not None:
+            return span
+    for i in range(share_at, n):
+        if msg.words[i] in lex.dative and i not in taken:
+            return span_from(i)
+    # "give Dr Patel a link", "send my GP the MRI"
+    verbs = sorted(m.end for m in msg.cues.get("share", []) + msg.cues.get("make", []))
+    for first in verbs:
+        if first >= n or not (msg.words[first] in lex.titles or msg.words[first] in ("my", "mein", "meinem")):
+            continue
+        end = first + 1
+        while end < n and end not in blocked and msg.words[end] not in _ARTICLES and end - first < 4:
+            end += 1
+        if end < n and end > first + 1 and (msg.words[end] in _ARTICLES or end in blocked):
+            return first, end
+    return None
 
 
-def _poss_then_study(msg: _Message, i: int, blocked: set[int]) -> bool:
-    """"with my MRI" is not a person: a possessive followed by a study word."""
-    return i + 1 < len(msg.words) and (i + 1) in blocked
+_NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это", "all",
+                         "you", "dich", "ti", "тебя", "them", "us"})
+_ARTICLES = frozenset({"a", "an", "the", "my", "einen", "ein", "eine", "den", "das", "un", "una", "el", "la",
+                       "mi", "mein", "meine"})
 
 
 def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
@@ -372,6 +393,8 @@ def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
         return "unknown", "delete_study"
     if has("diagnosis") and not has("privacy"):
         return "unknown", "diagnosis"
+    if has("who") and has("viewed"):
+        return "activity", None
     if link and (has("list", "active", "show") or has("shared_past")) and not has("make"):
         return "list_shares", None
     if has("shared_past") and not study_mentioned:
@@ -383,7 +406,7 @@ def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
         return "activity", None
     if has("privacy") and not (sharing_words and study_mentioned):
         return "privacy", None
-    if sharing_words or (link and (has("make") or study_mentioned)):
+    if sharing_words or (link and (has("make") or study_mentioned)) or (has("make") and has("public")):
         return "share", None
     if has("compare"):
         return "compare", None
@@ -407,7 +430,7 @@ def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
 
 def _is_send_me(msg: _Message, match: Match) -> bool:
     """"send me my MRI" asks to be shown it, not to share it."""
-    return match.end < len(msg.words) and msg.words[match.end] in ("me", "mir", "me", "мне") or any(
+    return (match.end < len(msg.words) and msg.words[match.end] in ("me", "mir", "me", "мне")) or any(
         m.start == match.start and m.length > match.length for m in msg.cues.get("show", [])
     )
 
