@@ -108,6 +108,9 @@ class BotApi:
             "setMyCommands": self.set_my_commands,
             "getMyCommands": self.get_my_commands,
             "deleteMyCommands": self.delete_my_commands,
+            "setMyDescription": lambda p, u: True,
+            "setMyShortDescription": lambda p, u: True,
+            "setChatMenuButton": lambda p, u: True,
             "close": lambda p, u: True,
             "logOut": lambda p, u: True,
         }
@@ -247,15 +250,21 @@ class BotApi:
         return target
 
     @staticmethod
+    def reply_keyboard(p: dict[str, Any]) -> dict[str, Any] | None:
+        """A reply keyboard, its removal or a force-reply: shown to the user, never echoed in the Message."""
+        markup = p.get("reply_markup")
+        return dict(markup) if markup is not None and "inline_keyboard" not in markup else None
+
+    @staticmethod
     def markup(p: dict[str, Any], inline_only: bool = False) -> dict[str, Any] | None:
-        """The reply_markup, checked for Telegram's keyboard rules."""
+        """The inline keyboard of reply_markup (None for other markups), checked for Telegram's rules."""
         markup = p.get("reply_markup")
         if markup is None:
             return None
         if "inline_keyboard" not in markup:
             if inline_only:
                 raise bad_request("can't parse inline keyboard markup JSON object")
-            return dict(markup)
+            return None
         count = 0
         for row in markup["inline_keyboard"]:
             for button in row:
@@ -394,26 +403,26 @@ class BotApi:
         if not text.strip():
             raise bad_request("message text is empty")
         content = Content(text=text, entities=entities, source=p["text"], parse_mode=p.get("parse_mode"),
-                          reply_markup=self.markup(p))
+                          reply_markup=self.markup(p), reply_keyboard=self.reply_keyboard(p))
         return self._new_bot_message(chat, content, p, "sendMessage").to_api()
 
     def send_photo(self, p: dict[str, Any], u: dict[str, Upload]) -> dict[str, Any]:
         chat = self.chat(p["chat_id"])
-        content = Content(reply_markup=self.markup(p))
+        content = Content(reply_markup=self.markup(p), reply_keyboard=self.reply_keyboard(p))
         self.caption(p, content)
         content.photo = self.photo(p["photo"], u)
         return self._new_bot_message(chat, content, p, "sendPhoto").to_api()
 
     def send_document(self, p: dict[str, Any], u: dict[str, Upload]) -> dict[str, Any]:
         chat = self.chat(p["chat_id"])
-        content = Content(reply_markup=self.markup(p))
+        content = Content(reply_markup=self.markup(p), reply_keyboard=self.reply_keyboard(p))
         self.caption(p, content)
         content.document = self.document(p["document"], u)
         return self._new_bot_message(chat, content, p, "sendDocument").to_api()
 
     def send_animation(self, p: dict[str, Any], u: dict[str, Upload]) -> dict[str, Any]:
         chat = self.chat(p["chat_id"])
-        content = Content(reply_markup=self.markup(p))
+        content = Content(reply_markup=self.markup(p), reply_keyboard=self.reply_keyboard(p))
         self.caption(p, content)
         content.animation = self.document(p["animation"], u, kind="animation", p=p)
         return self._new_bot_message(chat, content, p, "sendAnimation").to_api()

@@ -84,7 +84,8 @@ class Content:
     caption_entities: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None  # text or caption exactly as the bot sent it (HTML before parsing)
     parse_mode: str | None = None
-    reply_markup: dict[str, Any] | None = None
+    reply_markup: dict[str, Any] | None = None  # inline keyboards only: Message.reply_markup
+    reply_keyboard: dict[str, Any] | None = None  # ReplyKeyboardMarkup/Remove or ForceReply: not echoed back
     photo: list[StoredFile] | None = None  # sizes, smallest first
     document: StoredFile | None = None
     animation: StoredFile | None = None
@@ -126,6 +127,11 @@ class SandboxMessage:
     @property
     def reply_markup(self) -> dict[str, Any] | None:
         return self.content.reply_markup
+
+    @property
+    def reply_keyboard(self) -> dict[str, Any] | None:
+        """A reply keyboard (or its removal, or force-reply) the message showed the user."""
+        return self.content.reply_keyboard
 
     @property
     def buttons(self) -> list[list[dict[str, Any]]]:

@@ -82,6 +82,14 @@ async def test_every_method_returns_spec_objects(sandbox: BotApiSandbox, driver:
                    files={"next": ("next.png", png(300, 200, shade=50), "image/png")})
         await call("editMessageReplyMarkup", {"chat_id": chat, "message_id": photo["message_id"]})
         await call("sendChatAction", {"chat_id": chat, "action": "typing"})
+        for markup in ({"keyboard": [[{"text": "My last MRI"}]], "resize_keyboard": True},
+                       {"remove_keyboard": True}, {"force_reply": True, "input_field_placeholder": "Name"}):
+            shown = await call("sendMessage", {"chat_id": chat, "text": "keyboard", "reply_markup": markup})
+            assert "reply_markup" not in shown  # only inline keyboards come back in a Message
+            assert sandbox.world.messages[(chat, shown["message_id"])].reply_keyboard == markup
+        await call("setMyDescription", {"description": "Your scans, in your hands."})
+        await call("setMyShortDescription", {"short_description": "Lightbox"})
+        await call("setChatMenuButton", {"menu_button": {"type": "commands"}})
         file = await call("getFile", {"file_id": document["document"]["file_id"]})
         download = await client.get(f"{sandbox.base_file_url}{sandbox.token}/{file['file_path']}")
         assert download.content == b"DICM" * 10
