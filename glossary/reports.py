@@ -128,8 +128,9 @@ def sr_report(ds: Dataset) -> Report:
     return _bounded("sr", title, "\n".join(lines))
 
 
-def pdf_text(data: bytes, max_pages: int = MAX_PDF_PAGES) -> tuple[str, bool]:
+def pdf_text(data: bytes, max_pages: int | None = None) -> tuple[str, bool]:
     """Text of a PDF (pypdf), page by page, and whether pages were left out. Raises ReportError."""
+    max_pages = MAX_PDF_PAGES if max_pages is None else max_pages
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -173,7 +174,9 @@ def report_from_dataset(ds: Dataset) -> Report:
         return encapsulated_report(ds)
     if "ContentSequence" in ds:
         return sr_report(ds)
-    raise ReportError("This DICOM file is an image, not a report. Try the report file that came with it.")
+    if "PixelData" in ds or "Rows" in ds:
+        raise ReportError("This DICOM file is an image, not a report. Try the report file that came with it.")
+    raise ReportError("This DICOM file holds no report text.")
 
 
 def report_from_bytes(data: bytes) -> Report:
