@@ -7,8 +7,9 @@ its storage key and content hash on the row, so the next look is local.
 
 Never blocking other patients: every call is synchronous but bounded. Each HTTP request has a
 per-operation timeout (connect, read, write, pool) *and* an overall deadline checked while the answer
-streams in, so a PACS that is down, silent or dripping bytes gives a typed error within ``deadline``
-seconds. No database transaction or lock is held while waiting on the PACS: :func:`sync_patient` and
+streams in, so a PACS that is down, silent or dripping bytes gives a typed error within
+``deadline + timeout`` seconds (a sync makes one request per study and per series, each so bounded).
+No database transaction or lock is held while waiting on the PACS: :func:`sync_patient` and
 :func:`fetch_instance` read, talk to the PACS, then write in a short transaction. The async bot calls
 the ``*_async`` wrappers, which run the work in a worker thread (:func:`asyncio.to_thread`), so a slow
 PACS ties up one thread for a bounded time and never the event loop.
@@ -16,7 +17,10 @@ PACS ties up one thread for a bounded time and never the event loop.
 Nothing widens past the patient: wildcard characters in a Patient ID are refused (QIDO would treat
 them as a pattern), and each study the PACS returns is checked to carry exactly the Patient ID (and
 issuer) asked for before it is recorded. A study the store already holds for another patient is
-skipped and reported, never moved.
+skipped and reported, never moved. Each sync is written to the patient's access log.
+
+Limits: answers are read whole into memory (at most ``max_bytes``); QIDO results are not paged, so a
+PACS that caps result counts shows only its first page of a patient's studies.
 
 Errors, one tree; :func:`friendly_message` turns any of them into a line fit for the patient::
 
@@ -52,6 +56,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from imaging.geometry import plane_from_orientation, slice_location
+from store.audit import record_access
 from store.body_parts import normalise_body_part
 from store.dicom_meta import dicom_date
 from store.filestore import FileStore
@@ -679,6 +684,14 @@ def sync_patient(
                 _link_identifier(session, patient.id, value, issuer)
                 for tree in trees:
                     _record_tree(session, source, patient, tree, report)
+                record_access(
+                    session,
+                    patient.id,
+                    "system",
+                    "dicomweb",
+                    "sync",
+                    detail=f"{report.studies_added} new of {report.studies_found} studies at the PACS",
+                )
                 if trees and not patient.name:
                     first = trees[0].study
                     patient.name = first.patient_name[:512]

@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import dicomweb, queries
+from store import audit, dicomweb, queries
 from store.dicomweb import DicomWebSource
 from store.filestore import FileStore
 from store.models import Instance, Patient, PatientIdentifier, Series, Study, StudyModality
@@ -137,6 +137,9 @@ def test_sync_records_the_patients_studies_without_pixels(
         assert (ident.issuer, ident.value) == ("", pacs["ours"])
         assert s.scalar(select(func.count()).select_from(StudyModality)) == 2
         assert s.get(Patient, patient_id).name == "Sync^Test"  # type: ignore[union-attr]
+        events = audit.recent_activity(s, patient_id)
+        assert [(e.actor_kind, e.action) for e in events] == [("system", "sync"), ("system", "sync")]
+        assert events[1].detail == "2 new of 2 studies at the PACS"
     assert not any(tmp_path.rglob("*.dcm"))
 
 
