@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import AIORateLimiter, CallbackQueryHandler, CommandHandler, ContextTypes
+from telegram.ext import (
+    AIORateLimiter,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot.pacing import PerChatRateLimiter, private_chat_id
 from bot.sandbox import BotApiSandbox, TelegramDriver
@@ -90,6 +97,66 @@ async def test_burst_of_slice_taps_edits_without_429(strict_sandbox: BotApiSandb
     assert shown.text == f"slice {taps}"
     assert strict_sandbox.calls(status=429) == []
     assert [c.status for c in strict_sandbox.calls("editMessageText")] == [200] * taps
+
+
+async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    assert message is not None and message.text is not None
+    if message.text == "edit":
+        sent = await message.reply_text("draft")
+        await sent.edit_text("final")
+    else:
+        await message.reply_text(f"re: {message.text}")
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[BotApiSandbox]:
+    async with BotApiSandbox() as running:
+        yield running
+        assert running.spec_violations == []
+
+
+@pytest.fixture
+async def resilient(sandbox: BotApiSandbox) -> AsyncIterator[TelegramDriver]:
+    limiter = PerChatRateLimiter(0.05, network_retry_delay=0.05)
+    app = build_app(sandbox, [MessageHandler(filters.TEXT, reply)], rate_limiter=limiter)
+    async with polling(app):
+        yield TelegramDriver(sandbox, timeout=10)
+
+
+async def test_5xx_and_dropped_connections_lose_no_reply(sandbox: BotApiSandbox,
+                                                          resilient: TelegramDriver) -> None:
+    alex = resilient.user("Alex")
+    sandbox.trouble.server_error("sendMessage", status=502)
+    await alex.say("one")
+    assert (await alex.wait_for_reply()).text == "re: one"
+    sandbox.trouble.server_error("sendMessage", status=503, times=2)
+    await alex.say("two")
+    assert (await alex.wait_for_reply()).text == "re: two"
+    sandbox.trouble.drop("sendMessage")
+    await alex.say("three")
+    assert (await alex.wait_for_reply()).text == "re: three"
+    assert [m.text for m in alex.bot_messages] == ["re: one", "re: two", "re: three"]  # each exactly once
+    assert len(sandbox.calls("sendMessage", status=502)) == 1 and len(sandbox.calls("sendMessage", status=503)) == 2
+
+
+async def test_a_drop_after_the_work_repeats_rather_than_loses(sandbox: BotApiSandbox,
+                                                                resilient: TelegramDriver) -> None:
+    alex = resilient.user("Alex")
+    sandbox.trouble.drop("sendMessage", after_processing=True)
+    await alex.say("once")
+    await alex.wait_until(lambda: len(alex.bot_messages) == 2)
+    assert [m.text for m in alex.bot_messages] == ["re: once", "re: once"]  # the documented trade-off
+
+    # An edit whose answer was lost is retried; Telegram says "not modified", which means it was done.
+    sandbox.trouble.drop("editMessageText", after_processing=True)
+    await alex.say("edit")
+    draft = await alex.wait_for_reply(predicate=lambda m: m.text in {"draft", "final"})
+    await alex.wait_until(lambda: draft.text == "final")
+    await alex.wait_until(lambda: len(sandbox.calls("editMessageText")) == 2)
+    assert [c.status for c in sandbox.calls("editMessageText")] == [0, 400]  # dropped, then "not modified"
+    assert draft.version == 1
+    assert sandbox.calls("sendMessage", status=200)
 
 
 def test_slots_are_one_interval_apart_per_chat() -> None:
