@@ -1,6 +1,11 @@
-"""A tiny PDF writer for tests: one page of Helvetica text lines, valid xref table."""
+"""Test documents: a tiny PDF writer (Helvetica text lines, valid xref) and DICOM Encapsulated PDF."""
 
 from __future__ import annotations
+
+import io
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate_uid
 
 
 def _escape(text: str) -> str:
@@ -34,3 +39,28 @@ def tiny_pdf(lines: list[str], pages: int = 1) -> bytes:
         out += f"{offsets[number]:010d} 00000 n \n".encode()
     out += f"trailer\n<< /Size {size} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def encapsulated_pdf(pdf: bytes, title: str = "Radiology report") -> Dataset:
+    """A DICOM Encapsulated PDF object around ``pdf``, as a PACS would send it."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = EncapsulatedPDFStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DOC"
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.DocumentTitle = title
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + (b"\x00" if len(pdf) % 2 else b"")
+    return ds
+
+
+def dicom_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
 from glossary.lookup import Glossary
 from glossary.reports import ReportError, is_report, report_from_bytes, report_from_dataset
-from tests.glossary.pdfs import tiny_pdf
+from tests.glossary.pdfs import dicom_bytes, encapsulated_pdf, tiny_pdf
 
 REPORT_LINES = [
     "MRI BRAIN WITH AND WITHOUT CONTRAST",
@@ -26,31 +24,6 @@ def sr(name: str) -> Dataset:
     path = get_testdata_file(name)
     assert path is not None, f"pydicom test file {name} is missing"
     return pydicom.dcmread(path)
-
-
-def encapsulated_pdf(pdf: bytes, title: str = "Radiology report") -> Dataset:
-    """A DICOM Encapsulated PDF object around ``pdf``, as a PACS would send it."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = EncapsulatedPDFStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DOC"
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.DocumentTitle = title
-    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    ds.EncapsulatedDocument = pdf + (b"\x00" if len(pdf) % 2 else b"")
-    return ds
-
-
-def dicom_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def test_comprehensive_sr_text_in_document_order() -> None:
