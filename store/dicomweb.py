@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 60.0
 DEFAULT_MAX_BYTES = 1 << 30
+# QIDO answers are asked for in pages of this many (limit/offset), up to MAX_RESULTS in all.
+DEFAULT_PAGE_SIZE = 500
+MAX_RESULTS = 100_000
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _WILDCARDS = set("*?\\")
 DICOM_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -366,7 +369,8 @@ class DicomWebSource:
     """A DICOMweb service (QIDO-RS, WADO-RS) at ``base_url`` (for Orthanc: ``<orthanc>/dicom-web``).
 
     ``timeout`` bounds each network operation; ``deadline`` bounds a whole request including the
-    download; ``max_bytes`` bounds one answer's size. Safe to share between threads.
+    download; ``max_bytes`` bounds one answer's size; QIDO results come ``page_size`` at a time.
+    Safe to share between threads.
     """
 
     def __init__(
@@ -377,11 +381,13 @@ class DicomWebSource:
         *,
         deadline: float = DEFAULT_DEADLINE,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        page_size: int = DEFAULT_PAGE_SIZE,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.deadline = deadline
         self.max_bytes = max_bytes
+        self.page_size = max(1, page_size)
         self._client = httpx.Client(
             auth=auth,
             timeout=httpx.Timeout(timeout),
@@ -434,7 +440,7 @@ class DicomWebSource:
             raise PacsBadAnswer(f"the PACS answered {status}")
         return status, content_type, body
 
-    def _qido(self, path: str, params: Sequence[tuple[str, str]]) -> list[Mapping[str, Any]]:
+    def _qido_page(self, path: str, params: Sequence[tuple[str, str]]) -> list[Mapping[str, Any]]:
         status, _, body = self._get(path, params=params, accept="application/dicom+json")
         if status == 204 or not body.strip():
             return []
@@ -445,6 +451,23 @@ class DicomWebSource:
         if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
             raise PacsBadAnswer("QIDO answer is not a list of DICOM JSON objects")
         return data
+
+    def _qido(self, path: str, params: Sequence[tuple[str, str]]) -> list[Mapping[str, Any]]:
+        """Every match, page by page (``limit``/``offset``); stops if the PACS ignores ``offset``."""
+        results: list[Mapping[str, Any]] = []
+        offset = 0
+        previous_first: Mapping[str, Any] | None = None
+        while len(results) < MAX_RESULTS:
+            page_params = [*params, ("limit", str(self.page_size)), ("offset", str(offset))]
+            page = self._qido_page(path, page_params)
+            if not page or (previous_first is not None and page[0] == previous_first):
+                break
+            results.extend(page)
+            if len(page) < self.page_size:
+                break
+            previous_first = page[0]
+            offset += len(page)
+        return results[:MAX_RESULTS]
 
     # -- QIDO-RS -----------------------------------------------------------------------------
 

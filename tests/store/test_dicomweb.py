@@ -143,6 +143,26 @@ def test_sync_records_the_patients_studies_without_pixels(
     assert not any(tmp_path.rglob("*.dcm"))
 
 
+def test_results_are_read_page_by_page(sessions: sessionmaker[Session], pacs: dict[str, object]) -> None:
+    patient_id = _new_patient(sessions)
+    # Pages of two: the three CT slices take two pages of instances.
+    with DicomWebSource(str(pacs["dicomweb"]), page_size=2) as source:
+        assert len(source.search_instances(str(pacs["ct_study"]), str(pacs["ct_series"]))) == 3
+        report = dicomweb.sync_patient(sessions, source, patient_id, str(pacs["ours"]))
+    assert (report.studies_added, report.instances_added) == (2, 4)
+    # A PACS that ignores offset (repeats its first page) does not loop for ever.
+    page = [{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, "00100020": {"vr": "LO", "Value": ["P1"]}}]
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.params.get("offset"))
+        return httpx.Response(200, json=page)
+
+    with DicomWebSource("http://pacs.invalid/dicom-web", page_size=1, transport=httpx.MockTransport(handler)) as src:
+        assert [s.study_uid for s in src.search_studies("P1")] == ["1.2.3"]
+    assert calls == ["0", "1"]
+
+
 def test_fetch_downloads_once_and_caches_in_the_file_store(
     sessions: sessionmaker[Session], pacs: dict[str, object], tmp_path: Path
 ) -> None:
