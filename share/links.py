@@ -140,6 +140,7 @@ def record_event(
     *,
     at: datetime,
     actor_kind: str = "share",
+    actor_ref: str = "",
     study_id: int | None = None,
     series_id: int | None = None,
     instance_id: int | None = None,
@@ -150,7 +151,7 @@ def record_event(
         session,
         link.patient_id,
         actor_kind,
-        link.public_id if actor_kind == "share" else actor_kind,
+        link.public_id if actor_kind == "share" else actor_ref or ("cli" if actor_kind == "operator" else ""),
         action,
         study_id=study_id if study_id is not None else link.study_id,
         series_id=series_id,
@@ -176,6 +177,7 @@ def create_share(
     can_annotate: bool = False,
     now: datetime | None = None,
     actor_kind: str = "chat",
+    actor_ref: str = "",
 ) -> CreatedShare:
     """Make a link to ``study`` (or the chosen ``series`` of it) for ``patient``.
 
@@ -215,7 +217,7 @@ def create_share(
     )
     session.add(link)
     session.flush()
-    record_event(session, link, "share_create", at=now, actor_kind=actor_kind)
+    record_event(session, link, "share_create", at=now, actor_kind=actor_kind, actor_ref=actor_ref)
     return CreatedShare(link=link, token=token, access_code=code)
 
 
@@ -272,7 +274,7 @@ def count_open(session: Session, link: ShareLink, now: datetime) -> tuple[int, b
 
 
 def revoke_share(session: Session, public_id: str, *, patient_id: int | None = None,
-                 now: datetime | None = None, actor_kind: str = "chat") -> ShareLink:
+                 now: datetime | None = None, actor_kind: str = "chat", actor_ref: str = "") -> ShareLink:
     """Revoke the link ``public_id`` (of ``patient_id`` when given); takes effect on the next request."""
     now = now or utcnow()
     query = select(ShareLink).where(ShareLink.public_id == public_id)
@@ -283,7 +285,7 @@ def revoke_share(session: Session, public_id: str, *, patient_id: int | None = N
         raise ShareError("There is no share link with that id.")
     if link.revoked_at is None:
         link.revoked_at = now
-        record_event(session, link, "share_revoke", at=now, actor_kind=actor_kind)
+        record_event(session, link, "share_revoke", at=now, actor_kind=actor_kind, actor_ref=actor_ref)
     return link
 
 
