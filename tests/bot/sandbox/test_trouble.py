@@ -145,3 +145,39 @@ async def test_get_updates_long_polling_semantics(sandbox: BotApiSandbox, driver
         assert conflict.status_code == 409
         assert "terminated by other getUpdates request" in conflict.json()["description"]
         assert (await newer).json()["result"] == []
+
+
+def test_pace_per_chat_and_overall() -> None:
+    from bot.sandbox.errors import ApiError
+    from bot.sandbox.trouble import Pace
+
+    pace = Pace(per_chat=1.0)
+    pace.check("sendMessage", 5)
+    pace.check("answerCallbackQuery", None)  # not a message: never paced
+    pace.check("sendMessage", 6)  # another chat has its own pace
+    with pytest.raises(ApiError) as refused:
+        pace.check("editMessageMedia", 5)
+    assert refused.value.status == 429 and refused.value.parameters == {"retry_after": 1}
+    assert pace.refused == 1
+
+    overall = Pace(overall=30, slack=0.0)
+    for chat in range(30):
+        overall.check("sendPhoto", chat)
+    with pytest.raises(ApiError):
+        overall.check("sendPhoto", 99)
+
+
+def test_rules_count_down_and_match_chats() -> None:
+    from bot.sandbox.trouble import Trouble
+
+    trouble = Trouble()
+    trouble.rate_limit("sendMessage", times=2, chat_id=5)
+    trouble.slow(seconds=0.25, times=None)
+    assert trouble.plan("sendMessage", 6).error is None
+    first = trouble.plan("SENDMESSAGE", 5)
+    assert first.error is not None and first.error.status == 429 and first.delay == 0.25
+    assert trouble.plan("sendMessage", 5).error is not None
+    assert trouble.plan("sendMessage", 5).error is None  # used up
+    assert trouble.plan("getFile", None).delay == 0.25  # until cleared
+    trouble.clear()
+    assert trouble.plan("getFile", None).delay == 0.0
