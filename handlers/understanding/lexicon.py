@@ -161,6 +161,7 @@ class Lexicon:
     dative: frozenset[str]
     titles: frozenset[str]
     vocabulary: list[str]
+    vocabulary_by_initial: dict[str, list[str]]
     known: frozenset[str]
     stem_keys: frozenset[str]
     typos: dict[str, str]
@@ -183,8 +184,10 @@ class Lexicon:
 
 @lru_cache(maxsize=8192)
 def _correct_cached(lexicon: Lexicon, word: str) -> str:
+    # Typos rarely hit the first letter, and requiring it keeps names ("jones") from becoming words ("ones").
+    candidates = lexicon.vocabulary_by_initial.get(word[0], [])
     limit = 1 if len(word) < 8 else 2
-    best = process.extractOne(word, lexicon.vocabulary, scorer=OSA.distance, score_cutoff=limit)
+    best = process.extractOne(word, candidates, scorer=OSA.distance, score_cutoff=limit)
     return best[0] if best is not None else word
 
 
@@ -193,6 +196,13 @@ def _entries(table: dict[str, Any]) -> Iterator[tuple[str, str]]:
         words = spec["words"] if isinstance(spec, dict) else spec
         for phrase in words:
             yield phrase, str(value)
+
+
+def _by_initial(words: list[str]) -> dict[str, list[str]]:
+    table: dict[str, list[str]] = {}
+    for word in words:
+        table.setdefault(word[0], []).append(word)
+    return table
 
 
 def _glossary_terms() -> frozenset[str]:
@@ -287,6 +297,7 @@ def load_lexicon() -> Lexicon:
         dative=_folded_set(recipients["dative"]),
         titles=_folded_set(recipients["titles"]),
         vocabulary=vocabulary,
+        vocabulary_by_initial=_by_initial(vocabulary),
         known=frozenset(known),
         stem_keys=frozenset(s for s in stems if len(s) >= 3),
         typos={fold(k): fold(v) for k, v in typos.items()},

@@ -192,8 +192,10 @@ def _strip_cues(msg: _Message, start: int, end: int, lead: str, tail: str) -> tu
     return start, end
 
 
-def read_explain(msg: _Message) -> tuple[str, str | None] | None:
-    """An explain request: ("term", text), ("describe", None), ("diagnosis", None), or None.
+def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
+    """An explain request: ("term", text, ...), ("describe", None, ...), ("diagnosis", None, ...), or None.
+
+    The last two items are the token span after the opening (where the term was looked for).
 
     The term is what follows "what does"/"explain"/"was bedeutet"/"qué significa"/"что значит" (or, more
     cautiously, "what is"), minus articles and trailing words like "mean" or "sequence".
@@ -211,7 +213,8 @@ def read_explain(msg: _Message) -> tuple[str, str | None] | None:
         start, end = _strip_cues(msg, opening.end, len(msg.words), "term_lead", "term_tail")
         if start >= end:
             if kind == "strong" and opening.end < len(msg.words):
-                return ("describe", None)  # "explain this to me" trims to nothing after "this"
+                # "explain this to me" trims to nothing after "this"
+                return ("describe", None, opening.end, len(msg.words))
             continue
         term_words = msg.words[start:end]
         lex = msg.lex
@@ -219,23 +222,23 @@ def read_explain(msg: _Message) -> tuple[str, str | None] | None:
         if deictic or msg.has("describe"):
             # "what is this picture showing", "explain this image", "what does it mean"
             if _mentions(msg, "diagnosis", start, end):
-                return ("diagnosis", None)
-            return ("describe", None)
+                return ("diagnosis", None, start, end)
+            return ("describe", None, start, end)
         self_ref = any(w in ("my", "me", "i", "mein", "meine", "mich", "mir", "mi", "mis", "me", "мой", "моя",
                              "мои", "меня", "мне", "у") for w in term_words)
         if self_ref and _mentions(msg, "diagnosis", start, end):
-            return ("diagnosis", None)
+            return ("diagnosis", None, start, end)
         if kind == "weak":
             if self_ref or _mentions(msg, "not_a_term", start, end) or end - start > 6:
                 continue
             if any(msg.cues.get(c) for c in ("privacy", "link", "activity", "help", "list", "image")):
                 continue
         if self_ref and (msg.has("image") or _has_study_words(msg)):
-            return ("describe", None)  # "explain my MRI"
+            return ("describe", None, start, end)  # "explain my MRI"
         term = _span_text(msg, start, end)
         if not term:
             continue
-        return ("term", term)
+        return ("term", term, start, end)
     return None
 
 
@@ -328,6 +331,8 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
             end += 1
         if end == start or any(i in blocked for i in range(start, end)):
             return None
+        if all(msg.words[i] in _ARTICLES for i in range(start, end)):
+            return None  # "for my latest ultrasound": the possessive belongs to a study
         return start, end
 
     for i in range(share_at, n - 1):
@@ -360,29 +365,41 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
     return None
 
 
+_MY = frozenset({"my", "mein", "meine", "meinen", "meinem", "mi", "mis", "мой", "моя", "мою", "мое", "мои", "моих"})
 _NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это", "all",
                          "you", "dich", "ti", "тебя", "them", "us"})
 _ARTICLES = frozenset({"a", "an", "the", "my", "einen", "ein", "eine", "den", "das", "un", "una", "el", "la",
                        "mi", "mein", "meine"})
 
 
-def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
+def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tuple[str, str | None]:
     """The intent (and, for unknown, the reason) from the cues. Order matters: the first rule that fits wins."""
     has = msg.has
+    # "nuclear medicine" is a modality, not a question about medicine
+    dosing = [m for m in msg.cues.get("dosing", []) if not any(i in study_tokens for i in range(m.start, m.end))]
     if has("injection"):
         return "unknown", "not_understood"
     if has("forget"):
         return "forget_me", None
     explain = read_explain(msg)
-    if explain is not None and not has("share", "revoke", "compare"):
+    outside = [
+        m
+        for name in ("share", "revoke", "compare")
+        for m in msg.cues.get(name, [])
+        if explain is not None and not (explain[2] <= m.start < explain[3])
+    ]
+    if explain is not None and not outside:
         kind = explain[0]
         if kind == "term":
             return "explain_term", None
         if kind == "describe":
             return "describe_current", None
         return "unknown", "diagnosis"
-    if has("dosing"):
+    if dosing:
         return "unknown", "dosing"
+    help_how = [m for m in msg.cues.get("help", []) if msg.words[m.start] in ("how", "wie", "como", "как")]
+    if help_how and not study_mentioned and not has("link"):
+        return "help", None
     link = has("link")
     sharing_words = [m for m in msg.cues.get("share", []) if not _is_send_me(msg, m)]
     if has("strong_revoke") or (has("revoke") and (link or sharing_words)):
@@ -395,7 +412,7 @@ def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
         return "unknown", "diagnosis"
     if has("who") and has("viewed"):
         return "activity", None
-    if link and (has("list", "active", "show") or has("shared_past")) and not has("make"):
+    if link and (has("shared_past") or (has("list", "active", "show") and not has("make"))):
         return "list_shares", None
     if has("shared_past") and not study_mentioned:
         return "list_shares", None
@@ -419,10 +436,16 @@ def decide(msg: _Message, study_mentioned: bool) -> tuple[str, str | None]:
         return "list_studies", None
     if has("show") and study_mentioned:
         return "show_study", None
+    if has("show", "list") and has("many_images") and not has("thanks"):
+        return "list_studies", None  # "show me my scans"
     if has("help"):
         return "help", None
     if study_mentioned or (has("show") and has("image")):
         return "show_study", None
+    if has("self_condition") and not has("image"):
+        return "unknown", "diagnosis"
+    if has("image") and any(w in _MY for w in msg.words):
+        return "show_study", None  # "my DEXA scan"
     if has("thanks"):
         return "unknown", "small_talk"
     return "unknown", "not_understood"
@@ -482,7 +505,8 @@ def understand(text: str, today: dt.date) -> Understanding:
     study_mentioned = bool(modalities or body_parts or [r for r in refs if isinstance(r.value, dict)])
     study_mentioned = study_mentioned or bool(refs and msg.has("image"))
 
-    intent, reason = decide(msg, study_mentioned)
+    study_tokens = modality_tokens | {i for m in body_parts for i in range(m.start, m.end)}
+    intent, reason = decide(msg, study_mentioned, study_tokens)
     slots: dict[str, Any] = {}
     problems: list[str] = []
     allowed = INTENT_SLOTS[intent]
