@@ -169,8 +169,9 @@ def pixel_spacing(ds: Dataset) -> str:
     value = ds.get("PixelSpacing")
     if value is None:
         value = _functional_group_value(ds, "PixelMeasuresSequence", "PixelSpacing")
-    numbers = None if value is None else _floats(value, 2)
-    return "" if numbers is None else "\\".join(f"{n:g}" for n in numbers)
+    if value is None or _floats(value, 2) is None:
+        return ""
+    return "\\".join(str(v).strip() for v in value)  # as written (DS keeps full precision)
 
 
 def slice_thickness(ds: Dataset) -> float | None:

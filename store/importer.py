@@ -468,15 +468,7 @@ def _record_batch(
     out = _Outcome()
     keys = {patient_key(s.meta, patient_hint) for s in batch}
     patients = _load_patients(session, keys)
-    created_keys = keys - set(patients)
-    for key in sorted(created_keys):
-        first = next(s.meta for s in batch if patient_key(s.meta, patient_hint) == key)
-        patient = Patient(name=first.patient_name, birth_date=first.birth_date, sex=first.sex)
-        patient.identifiers.append(PatientIdentifier(issuer=key[0], value=key[1]))
-        session.add(patient)
-        patients[key] = patient
-    session.flush()
-    new_patient_ids = {patients[k].id for k in created_keys}
+    new_patient_ids: set[int] = set()
 
     studies = {
         s.study_uid: s
@@ -501,11 +493,24 @@ def _record_batch(
     for staged in batch:
         meta = staged.meta
         key = patient_key(meta, patient_hint)
-        patient = patients[key]
-        if not (_same_person(patient.name, meta.patient_name) and _same_person(patient.birth_date, meta.birth_date)):
+        patient = patients.get(key)
+        study = studies.get(meta.study_uid)
+        if study is not None and (patient is None or study.patient_id != patient.id):
+            conflict(staged, "study_of_other_patient", "this study is already filed under another patient")
+            continue
+        if patient is None:
+            # Created only when a file is actually filed under it: a conflict never leaves an empty patient.
+            patient = Patient(name=meta.patient_name, birth_date=meta.birth_date, sex=meta.sex)
+            patient.identifiers.append(PatientIdentifier(issuer=key[0], value=key[1]))
+            session.add(patient)
+            session.flush()
+            patients[key] = patient
+            new_patient_ids.add(patient.id)
+        elif not (
+            _same_person(patient.name, meta.patient_name) and _same_person(patient.birth_date, meta.birth_date)
+        ):
             conflict(staged, "patient_details", "name or birth date differ from the patient known under this ID")
             continue
-        study = studies.get(meta.study_uid)
         if study is None:
             study = Study(
                 patient_id=patient.id,
@@ -518,9 +523,6 @@ def _record_batch(
             session.flush()
             studies[meta.study_uid] = study
             out.studies_created.add(meta.study_uid)
-        elif study.patient_id != patient.id:
-            conflict(staged, "study_of_other_patient", "this study is already filed under another patient")
-            continue
         series = series_map.get(meta.series_uid)
         if series is None:
             series = Series(
