@@ -111,7 +111,8 @@ class _Reader:
     def year_at(self, i: int) -> int | None:
         if i < self.n and len(self.words[i]) == 4:
             value = _int(self.words[i])
-            if value is not None and 1000 <= value <= 2999:
+            after_year_word = i > 0 and bool(self.lex.units.at(self.words, i - 1))
+            if value is not None and (1000 <= value <= 2999 or after_year_word):
                 return value
         return None
 
@@ -258,7 +259,8 @@ class _Reader:
         before_last = self.word_cue("before_last", i)
         last = self.word_cue("last", i)
         this = self.word_cue("this", i)
-        for cue, back in ((before_last, 2), (last, 1), (this, 0)):
+        following = self.word_cue("next", i)
+        for cue, back in ((before_last, 2), (last, 1), (this, 0), (following, -1)):
             if cue is None:
                 continue
             unit = self.best("units", cue.end)
@@ -300,6 +302,13 @@ class _Reader:
             if cue is not None and self.best("seasons", cue.end):
                 back, j = b, cue.end
                 break
+        count = self.number(i) if back is None else None
+        if count is not None and self.best("seasons", count[1]):
+            season = self.best("seasons", count[1])
+            tail = self.word_cue("ago", season.end) if season else None
+            if season is not None and tail is not None:
+                first, last_month = self.lex.season_months[season.value]
+                return TimeRef(i, tail.end, {"year": self.season_year(first, last_month, count[0])})
         season = self.best("seasons", j)
         if season is None:
             return None

@@ -366,7 +366,7 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
 
 
 _MY = frozenset({"my", "mein", "meine", "meinen", "meinem", "mi", "mis", "мой", "моя", "мою", "мое", "мои", "моих"})
-_NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это", "all",
+_NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это",
                          "you", "dich", "ti", "тебя", "them", "us"})
 _ARTICLES = frozenset({"a", "an", "the", "my", "einen", "ein", "eine", "den", "das", "un", "una", "el", "la",
                        "mi", "mein", "meine"})
@@ -562,13 +562,11 @@ def understand(text: str, today: dt.date) -> Understanding:
             if recipient_span and msg.words[recipient_span[1] - 1] in lex.titles:
                 recipient += "."
             slots["recipient"] = recipient
-    if intent == "share" and msg.has("public"):
-        public = msg.cues["public"]
-        in_recipient = recipient_span is not None and any(
-            recipient_span[0] <= m.start < recipient_span[1] for m in public
+    if intent == "share":
+        alone = recipient_span is not None and any(
+            m.start == recipient_span[0] and m.end == recipient_span[1] for m in msg.cues.get("public_alone", [])
         )
-        if in_recipient or any(msg.words[m.start] in ("publicly", "public", "offentlich", "publico",
-                                                      "publicamente", "публично") for m in public):
+        if msg.has("public") or alone:
             problems.append("recipient_public")
     if "all" in allowed and _is_all(msg):
         slots["all"] = True
