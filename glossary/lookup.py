@@ -160,6 +160,11 @@ class Glossary:
         # A closed-up form that two concepts share is ambiguous: leave it out.
         self._compact = {k: next(iter(ids)) for k, ids in compact.items() if len(ids) == 1}
         self._max_ngram = max((key.count(" ") + 1 for key in self._keys), default=1)
+        self._prefixes = set()
+        for key in self._keys:
+            parts = key.split()
+            for n in range(1, len(parts)):
+                self._prefixes.add(" ".join(parts[:n]))
         self._fuzzy_keys = list(self._keys)
         self._fuzzy_ids = [self._keys[k] for k in self._fuzzy_keys]
         self._canon_cache: dict[str, str] = {}
@@ -282,18 +287,34 @@ class Glossary:
         return out
 
     def _scan(self, text: str, words: list[Token]) -> list[TermHit]:
-        """Greedy longest-match scan over ``words``; each word belongs to at most one hit."""
+        """Greedy longest-match scan over ``words``; each word belongs to at most one hit.
+
+        From each word, names are extended one word at a time only while some name starts that
+        way, so a long report costs a few set look-ups per word.
+        """
         hits: list[TermHit] = []
         seq = [w.text for w in words]
         i = 0
         while i < len(seq):
-            for n in range(min(self._max_ngram, len(seq) - i), 0, -1):
-                cid = self._exact(seq[i : i + n])
+            best_n, best_id = 0, ""
+            key = ""
+            for n in range(1, min(self._max_ngram, len(seq) - i) + 1):
+                key = seq[i] if n == 1 else f"{key} {seq[i + n - 1]}"
+                cid = self._keys.get(key)
                 if cid is not None:
-                    start, end = words[i].start, words[i + n - 1].end
-                    hits.append(TermHit(self.by_id[cid], text[start:end], start, end))
-                    i += n
+                    best_n, best_id = n, cid
+                if key not in self._prefixes:
                     break
+            compact = ""
+            for n in range(1, min(_MAX_COMPACT_NGRAM, len(seq) - i) + 1):
+                compact += seq[i + n - 1]
+                cid = self._compact.get(compact)
+                if cid is not None and n > best_n:
+                    best_n, best_id = n, cid
+            if best_n:
+                start, end = words[i].start, words[i + best_n - 1].end
+                hits.append(TermHit(self.by_id[best_id], text[start:end], start, end))
+                i += best_n
             else:
                 i += 1
         return hits

@@ -10,6 +10,7 @@ Every key in the glossary and every query go through the same two steps, so
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """Case- and accent-insensitive form of one word (``Ödem`` -> ``odem``, ``ё`` -> ``е``)."""
     decomposed = unicodedata.normalize("NFKD", word.casefold())
