@@ -702,8 +702,8 @@ def sync_patient(
         try:
             with sessions() as session, session.begin():
                 patient = session.get(Patient, patient_id_row)
-                if patient is None:
-                    raise UnknownInstance("no such Lightbox patient")
+                if patient is None:  # a caller's bug, not a PACS failure
+                    raise ValueError("sync_patient needs an existing Lightbox patient row")
                 _link_identifier(session, patient.id, value, issuer)
                 for tree in trees:
                     _record_tree(session, source, patient, tree, report)

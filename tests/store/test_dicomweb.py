@@ -205,8 +205,11 @@ def test_fetch_refuses_another_patients_instance(
         # Syncing the same PACS Patient ID for someone else is refused, and the store is unchanged.
         with pytest.raises(dicomweb.IdentifierConflict):
             dicomweb.sync_patient(sessions, source, stranger, str(pacs["ours"]))
+        with pytest.raises(ValueError):
+            dicomweb.sync_patient(sessions, source, 10**9, str(pacs["other"]))
     with sessions() as s:
         assert queries.list_studies(s, stranger) == []
+        assert s.scalars(select(PatientIdentifier).where(PatientIdentifier.value == pacs["other"])).all() == []
 
 
 def test_a_study_held_for_another_patient_is_skipped_not_moved(
