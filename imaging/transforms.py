@@ -69,8 +69,8 @@ def crop(image: np.ndarray, region: Region) -> np.ndarray:
 def fit(image: np.ndarray, max_size: int) -> np.ndarray:
     """Scale so the long side is at most ``max_size`` (0 keeps the native size), keeping the aspect.
 
-    Downscaling uses Pillow's box reduction then a bilinear filter (fast, no aliasing);
-    upscaling is never done here.
+    Downscaling averages the source pixels under each output pixel (Pillow's BOX filter: fast,
+    no aliasing); upscaling is never done here.
     """
     rows, cols = image.shape[:2]
     if max_size <= 0 or max(rows, cols) <= max_size:
@@ -78,7 +78,7 @@ def fit(image: np.ndarray, max_size: int) -> np.ndarray:
     scale = max_size / max(rows, cols)
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
     pil = Image.fromarray(image)
-    return np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return np.asarray(pil.resize(size, Image.Resampling.BOX))
 
 
 def scale_to(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -207,3 +207,11 @@ def test_default_window_is_the_first_stored_one() -> None:
     second = render_frame(ds, window=WindowChoice.stored(1), max_size=0)
     assert np.array_equal(first, explicit)
     assert not np.array_equal(first, second)
+
+
+def test_fast_8_bit_ybr_conversion_matches_the_formula() -> None:
+    rng = np.random.default_rng(5)
+    ybr = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    fast = display.ybr_to_rgb_8bit(ybr).astype(float)
+    exact = display.ybr_to_rgb(ybr)
+    assert np.abs(fast - exact).max() <= 2.0

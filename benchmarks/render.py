@@ -1,0 +1,248 @@
+"""Rendering speed and memory: Lightbox in process vs dcmtk per process vs Orthanc over loopback.
+
+Run: ``.venv/bin/python benchmarks/render.py [--repeat N] [--no-orthanc] [--no-dcmtk]``
+
+Corpus: every pixel-bearing file of pydicom's test files and pydicom-data (tests/imaging/corpus.py).
+Groups: small (single frame, under 1 megapixel), large (single frame, 2 megapixels or more),
+multi-frame (first frame of objects with several frames). Each file is rendered to a chat-ready
+JPEG (Lightbox: ``telegram_photo_bytes``, long side 1280), by ``dcmj2pnm +oj`` (one process per
+file, as it is used), and by Orthanc ``GET /instances/{id}/rendered`` (warm, keep-alive).
+Prints median and p95 per group and the ratios. Then peak memory (child processes, max RSS) for
+one frame of the 120-frame colour ultrasound, for pydicom decoding that whole object, and for
+one frame of a synthetic 1,000-frame object built from a real CT slice.
+
+Targets (issue 3), in process: small median <= 3 ms; large median <= 60 ms; multi-frame first
+frame p95 <= 50 ms; beat Orthanc's median on large and multi-frame; one-frame memory < 100 MB
+for the ultrasound and < 3 x one decoded frame + baseline for the 1,000-frame object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from imaging.decode import open_image  # noqa: E402
+from imaging.display import stored_windows  # noqa: E402
+from imaging.errors import RenderError  # noqa: E402
+from imaging.render import telegram_photo_bytes  # noqa: E402
+from tests.imaging.corpus import corpus_files, short_name  # noqa: E402
+
+GROUPS = ("small", "large", "multi-frame")
+
+
+def group_of(path: Path) -> str | None:
+    try:
+        image = open_image(path)
+        telegram_photo_bytes(image)  # refused files (truncated, corrupt) are not timed
+    except RenderError:
+        return None
+    pixels = image.rows * image.columns
+    if image.frames > 1:
+        return "multi-frame"
+    if pixels < 1_000_000:
+        return "small"
+    if pixels >= 2_000_000:
+        return "large"
+    return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def bench_lightbox(files: dict[str, list[Path]], repeat: int) -> dict[str, list[float]]:
+    return {
+        group: [t for path in paths for t in timed(lambda p=path: telegram_photo_bytes(p), repeat)]
+        for group, paths in files.items()
+    }
+
+
+def dcmtk_options(path: Path) -> list[str]:
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    if stored_windows(ds):
+        return ["+Wi", "1"]
+    if ds.get("VOILUTSequence"):
+        return ["+Wl", "1"]
+    return ["+Wm"]
+
+
+def bench_dcmtk(files: dict[str, list[Path]], repeat: int, workdir: Path) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    target = workdir / "dcmtk.jpg"
+    for group, paths in files.items():
+        times: list[float] = []
+        for path in paths:
+            command = ["dcmj2pnm", "+oj", *dcmtk_options(path), str(path), str(target)]
+            if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+                continue  # dcmtk cannot render it (JPEG 2000, 32-bit RGB, segmented palettes)
+            times += timed(lambda c=command: subprocess.run(c, capture_output=True, check=False), repeat)
+        out[group] = times
+    return out
+
+
+def bench_orthanc(files: dict[str, list[Path]], repeat: int, workdir: Path) -> dict[str, list[float]]:
+    import httpx
+
+    from tests.services import start_orthanc
+
+    out: dict[str, list[float]] = {}
+    with start_orthanc(workdir / "orthanc") as base, httpx.Client(base_url=base, timeout=60) as client:
+        for group, paths in files.items():
+            times: list[float] = []
+            for path in paths:
+                answer = client.post("/instances", content=path.read_bytes())
+                if answer.status_code != 200:
+                    continue
+                instance = answer.json()["ID"]
+                url = f"/instances/{instance}/rendered"
+                if client.get(url, headers={"Accept": "image/jpeg"}).status_code != 200:
+                    continue  # Orthanc cannot render it
+                times += timed(lambda u=url: client.get(u, headers={"Accept": "image/jpeg"}), repeat)
+            out[group] = times
+    return out
+
+
+MEMORY_CHILD = r"""
+import resource, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {root!r})
+import numpy, pydicom, PIL.Image
+from imaging.render import telegram_photo_bytes
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "lightbox":
+    telegram_photo_bytes(path, int(sys.argv[3]))
+elif mode == "pydicom-all":
+    pydicom.dcmread(path).pixel_array
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base, peak)
+"""
+
+
+def peak_memory(mode: str, path: Path, frame: int = 0) -> tuple[float, float]:
+    """(baseline MB after imports, peak MB) of a child process doing one thing."""
+    code = MEMORY_CHILD.format(root=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", code, mode, str(path), str(frame)],
+                          capture_output=True, text=True, check=True)
+    base, peak = (int(v) / 1024 for v in done.stdout.split())
+    return base, peak
+
+
+def synthetic_thousand_frames(workdir: Path) -> tuple[Path, int]:
+    """A 1,000-frame object made of a real 512 x 512 CT slice, written to disk; and one frame's bytes."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("693_UNCR.dcm")
+    assert source is not None
+    ds = pydicom.dcmread(source)
+    frame = bytes(ds.PixelData)
+    ds.NumberOfFrames = 1000
+    ds.PixelData = b""
+    path = workdir / "thousand.dcm"
+    ds.PixelData = frame * 1000
+    ds.save_as(path)
+    return path, len(frame)
+
+
+def report(name: str, results: dict[str, list[float]]) -> dict[str, float]:
+    medians = {}
+    for group in GROUPS:
+        times = results.get(group, [])
+        if not times:
+            print(f"  {name:10} {group:12} (nothing rendered)")
+            continue
+        medians[group] = statistics.median(times)
+        print(f"  {name:10} {group:12} n={len(times):4}  median {medians[group]:8.2f} ms"
+              f"  p95 {percentile(times, 95):8.2f} ms")
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-orthanc", action="store_true")
+    parser.add_argument("--no-dcmtk", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    files: dict[str, list[Path]] = {group: [] for group in GROUPS}
+    for path in corpus_files():
+        group = group_of(path)
+        if group:
+            files[group].append(path)
+    print("corpus: " + ", ".join(f"{g} {len(p)} files" for g, p in files.items()))
+    print(f"large: {', '.join(short_name(p) for p in files['large'])}")
+
+    with tempfile.TemporaryDirectory(prefix="lightbox-bench-") as tmp:
+        workdir = Path(tmp)
+        print("\nTo a chat-ready JPEG (Lightbox: long side 1280, in process):")
+        ours = report("lightbox", bench_lightbox(files, args.repeat))
+        peers: dict[str, dict[str, float]] = {}
+        if not args.no_dcmtk:
+            peers["dcmtk"] = report("dcmtk", bench_dcmtk(files, max(1, args.repeat // 2), workdir))
+        if not args.no_orthanc:
+            try:
+                peers["orthanc"] = report("orthanc", bench_orthanc(files, args.repeat, workdir))
+            except Exception as exc:  # Orthanc missing or failing: say so, keep the rest
+                print(f"  orthanc: not measured ({type(exc).__name__}: {exc})")
+        print("\nRatios (peer median / Lightbox median; above 1 means Lightbox is faster):")
+        for peer, medians in peers.items():
+            for group in GROUPS:
+                if group in medians and group in ours:
+                    print(f"  {peer:8} {group:12} {medians[group] / ours[group]:8.1f} x")
+
+        if not args.no_memory:
+            from pydicom.data import get_testdata_file
+
+            us = get_testdata_file("color3d_jpeg_baseline.dcm")
+            print("\nPeak memory (child process max RSS):")
+            if us is not None:
+                base, peak = peak_memory("lightbox", Path(str(us)), 60)
+                print(f"  baseline after imports {base:7.1f} MB")
+                print(f"  one frame of the 120-frame colour ultrasound: peak {peak:7.1f} MB "
+                      f"(+{peak - base:.1f} MB over baseline)")
+                base_all, peak_all = peak_memory("pydicom-all", Path(str(us)))
+                print(f"  pydicom decoding all 120 frames:              peak {peak_all:7.1f} MB "
+                      f"(+{peak_all - base_all:.1f} MB)")
+            path, frame_bytes = synthetic_thousand_frames(workdir)
+            base, peak = peak_memory("lightbox", path, 999)
+            limit = 3 * frame_bytes / 2**20
+            print(f"  frame 1000 of a synthetic 1,000-frame object ({path.stat().st_size / 2**20:.0f} MB file, "
+                  f"{frame_bytes / 2**20:.2f} MB a frame): +{peak - base:.1f} MB over baseline "
+                  f"(target < {limit:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
