@@ -128,6 +128,17 @@ def test_names_do_not_point_at_two_concepts(everything: list[dict[str, Any]]) ->
     assert not clashes, "\n".join(clashes)
 
 
+def test_a_term_with_a_note_in_brackets_is_also_findable_without_it(ours: dict[str, list[dict[str, Any]]]) -> None:
+    # "Disc (intervertebral disc)": a report says "disc", so the bare head must be a name too.
+    missing = []
+    for c in _our_concepts(ours):
+        if "(" in c["term"]:
+            head = c["term"].split("(")[0].strip()
+            if normalise(head) not in {normalise(a) for a in c["aliases"]}:
+                missing.append(f"{c['id']}: {head!r}")
+    assert not missing, f"add the bare term as an alias: {missing}"
+
+
 def test_related_ids_exist_somewhere_in_the_glossary(
     ours: dict[str, list[dict[str, Any]]], everything: list[dict[str, Any]]
 ) -> None:
