@@ -221,7 +221,7 @@
   let gesture = null;
 
   stage.addEventListener("pointerdown", (e) => {
-    stage.setPointerCapture(e.pointerId);
+    try { stage.setPointerCapture(e.pointerId); } catch (err) { /* synthetic or already gone */ }
     pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
     if (pointers.size === 2) {
       const [p, q] = [...pointers.values()];
