@@ -31,6 +31,7 @@ import logging
 import os
 import time
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -721,8 +722,9 @@ class _Importer:
     def _one(self, item: _Item) -> None:
         try:
             data = item.load()
-        except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
-            reason = "damaged file in the archive" if isinstance(exc, zipfile.BadZipFile) else "could not be read"
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError) as exc:
+            damaged = isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError)
+            reason = "damaged file in the archive" if damaged else "could not be read"
             self.report.skipped.append(SkippedFile(item.name, reason))
             return
         if not data:
