@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.understanding.lexicon import Lexicon, Match
+from handlers.understanding.lexicon import KIND_SEP, Lexicon, Match
 from handlers.understanding.text import Token
 
 Reference = str | dict[str, Any]
@@ -25,6 +25,8 @@ _COMPACT_DURATION = re.compile(r"^(\d{1,4})(h|hr|hrs|d|w|wk|std|ч|д)$")
 _COMPACT_UNITS = {"h": "hour", "hr": "hour", "hrs": "hour", "std": "hour", "ч": "hour", "d": "day", "д": "day",
                   "w": "week", "wk": "week"}
 _HOURS = {"minute": 1 / 60, "hour": 1, "day": 24, "week": 168, "month": 720, "year": 8760}
+
+_AMBIGUOUS_SEASONS = frozenset({"fall", "falls", "spring", "springs"})
 
 #: The oldest year a medical image can come from (Röntgen, 1895).
 FIRST_IMAGING_YEAR = 1895
@@ -70,20 +72,21 @@ class _Reader:
         self.today = today
         self.lex = lexicon
         self.n = len(words)
+        # The longest time phrase of each kind starting at each word, found in one pass.
+        self.found: list[dict[str, Match]] = [{} for _ in words]
+        for i in range(self.n):
+            for m in lexicon.time_index.at(words, i):
+                kind, _, value = m.value.partition(KIND_SEP)
+                old = self.found[i].get(kind)
+                if old is None or m.length > old.length:
+                    self.found[i][kind] = Match(m.start, m.end, value)
 
     # small helpers -------------------------------------------------------------------------------
-    def best(self, matcher_name: str, i: int) -> Match | None:
-        matcher = getattr(self.lex, matcher_name)
-        if i >= self.n:
-            return None
-        found = matcher.at(self.words, i)
-        return max(found, key=lambda m: m.length) if found else None
+    def best(self, kind: str, i: int) -> Match | None:
+        """The longest phrase of ``kind`` (months, units, numbers, seasons, or a time word) at word ``i``."""
+        return self.found[i].get(kind) if 0 <= i < self.n else None
 
-    def word_cue(self, name: str, i: int) -> Match | None:
-        if i >= self.n:
-            return None
-        found = self.lex.time_words[name].at(self.words, i)
-        return max(found, key=lambda m: m.length) if found else None
+    word_cue = best
 
     def number(self, i: int) -> tuple[int, int] | None:
         """A count at word ``i`` (digits or a number word): (value, end)."""
@@ -111,7 +114,7 @@ class _Reader:
     def year_at(self, i: int) -> int | None:
         if i < self.n and len(self.words[i]) == 4:
             value = _int(self.words[i])
-            after_year_word = i > 0 and bool(self.lex.units.at(self.words, i - 1))
+            after_year_word = i > 0 and "units" in self.found[i - 1]
             if value is not None and (1000 <= value <= 2999 or after_year_word):
                 return value
         return None
@@ -312,6 +315,10 @@ class _Reader:
         season = self.best("seasons", j)
         if season is None:
             return None
+        if back is None and self.words[j] in _AMBIGUOUS_SEASONS and not (
+            (j > 0 and self.words[j - 1] in self.lex.month_context) or self.year_at(j + 1) is not None
+        ):
+            return None  # "a bad fall", "the spring in my step"
         end = season.end
         k = self.skip(end, "of", "de", "del", "in")
         year = self.year_at(k)

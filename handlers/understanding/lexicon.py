@@ -22,6 +22,9 @@ from handlers.understanding.text import fold
 
 _SPLIT = re.compile(r"[^\w*]+")
 _MIN_STEM = 2
+_LONGEST_STEM = 24
+#: Longer "words" (pasted codes, keyboard mashing) are never typo-corrected, which keeps the time bounded.
+MAX_CORRECTED_LENGTH = 30
 
 
 def phrase_tokens(phrase: str) -> tuple[str, ...]:
@@ -86,7 +89,7 @@ class Matcher:
     def _candidates(self, word: str) -> Iterator[tuple[tuple[str, ...], str]]:
         yield from self.exact.get(word, ())
         if self.stems:
-            for n in range(_MIN_STEM, len(word) + 1):
+            for n in range(_MIN_STEM, min(len(word), _LONGEST_STEM) + 1):
                 yield from self.stems.get(word[:n], ())
 
     def at(self, words: Sequence[str], i: int) -> list[Match]:
@@ -141,6 +144,8 @@ class Lexicon:
     body_part: Matcher
     guards: dict[str, tuple[frozenset[str], frozenset[str]]]
     cues: dict[str, Matcher]
+    cue_index: Matcher
+    time_index: Matcher
     months: Matcher
     ambiguous_months: frozenset[str]
     month_context: frozenset[str]
@@ -171,13 +176,13 @@ class Lexicon:
         """A word the corrector leaves alone: in the lexicon, a common word, a stem's inflection, or a number."""
         if word in self.known or not word.isalpha():
             return True
-        return any(word[:n] in self.stem_keys for n in range(3, len(word) + 1))
+        return any(word[:n] in self.stem_keys for n in range(3, min(len(word), _LONGEST_STEM) + 1))
 
     def correct(self, word: str) -> str:
         """The lexicon word a typo most likely meant ("ultrasond" -> "ultrasound"), or the word itself."""
         if word in self.typos:
             return self.typos[word]
-        if len(word) < 4 or self.is_known(word):
+        if len(word) < 4 or len(word) > MAX_CORRECTED_LENGTH or self.is_known(word):
             return word
         return _correct_cached(self, word)
 
@@ -196,6 +201,23 @@ def _entries(table: dict[str, Any]) -> Iterator[tuple[str, str]]:
         words = spec["words"] if isinstance(spec, dict) else spec
         for phrase in words:
             yield phrase, str(value)
+
+
+#: Separates the kind from the value in the combined time index ("months\x003").
+KIND_SEP = "\x00"
+
+
+def _time_entries(time: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every time phrase once, valued "kind<KIND_SEP>value", so one pass finds all of them."""
+    for kind in ("months", "units", "numbers"):
+        for phrase, value in _entries(time[kind]):
+            yield phrase, f"{kind}{KIND_SEP}{value}"
+    for name, spec in time["seasons"].items():
+        for phrase in spec["words"]:
+            yield phrase, f"seasons{KIND_SEP}{name}"
+    for name, words in time["words"].items():
+        for phrase in words:
+            yield phrase, f"{name}{KIND_SEP}{name}"
 
 
 def _by_initial(words: list[str]) -> dict[str, list[str]]:
@@ -277,6 +299,8 @@ def load_lexicon() -> Lexicon:
             for word, spec in guards.items()
         },
         cues=cue_matchers,
+        cue_index=Matcher.build((w, name) for name, spec in cues.items() for w in spec["words"]),
+        time_index=Matcher.build(_time_entries(time)),
         months=months,
         ambiguous_months=_folded_set(time["month_context"]["ambiguous"]),
         month_context=_folded_set(time["month_context"]["before"]),

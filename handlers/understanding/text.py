@@ -13,9 +13,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: Longest message we read. Telegram's own limit for a text message is 4096 characters; anything longer
-#: (for example from the CLI) is cut there so understanding always takes bounded time.
-MAX_MESSAGE_CHARS = 4096
+#: Longest message we read, in characters. A longer one (a whole story, or something pasted) is read from its
+#: first and last ``MAX_MESSAGE_CHARS // 2`` characters, where requests sit, so understanding takes bounded time.
+MAX_MESSAGE_CHARS = 1600
 
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _MD_LINK = re.compile(r"\[([^\[\]]{0,200})\]\([^()\s]{0,500}\)")
@@ -43,6 +43,14 @@ _LAT_TO_CYR = {
     "Y": "У", "X": "Х",
 }
 _IS_CONTRACTIONS = frozenset({"what", "that", "it", "there", "here", "who", "where", "how", "he", "she", "this"})
+_INVISIBLE_TABLE: dict[int, str | None] = {
+    code: None
+    for code in range(0x110000)
+    if unicodedata.category(chr(code)) == "Cf" or chr(code) in _INVISIBLE_EXTRA
+}
+_INVISIBLE_TABLE.update({ord(c): "'" for c in "’‘ʼ`´"})
+_INVISIBLE_TABLE.update({ord(c): "-" for c in "‐‑‒–—−"})
+_SPACE = re.compile(r"\s")
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -76,19 +84,8 @@ def remove_invisible(text: str) -> str:
 
     Apostrophe look-alikes become ``'`` and dashes become ``-`` so "Maria’s" and "x‑ray" read as typed.
     """
-    text = unicodedata.normalize("NFKC", text)
-    out = []
-    for ch in text:
-        if ch in _INVISIBLE_EXTRA or (unicodedata.category(ch) == "Cf"):
-            continue
-        if ch in "’‘ʼ`´":
-            ch = "'"
-        elif ch in "‐‑‒–—−":
-            ch = "-"
-        elif ch.isspace():
-            ch = " "
-        out.append(ch)
-    return "".join(out)
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE_TABLE)
+    return _SPACE.sub(" ", text)
 
 
 def _script(ch: str) -> str:
@@ -112,6 +109,8 @@ def fix_lookalikes(text: str) -> str:
     turned into the message's main script (so "МRI" or an all-Cyrillic "СТ" in an English message is read
     as Latin), while genuine Russian text is left alone.
     """
+    if text.isascii():
+        return text
     words = _WORD.findall(text)
     counts = {"lat": 0, "cyr": 0}
     for word in words:
@@ -155,11 +154,20 @@ def fold(word: str) -> str:
 
 def clean(text: str) -> str:
     """The message as the understanding reads it: bounded length, no markup, no invisible or look-alike tricks."""
-    text = text[: MAX_MESSAGE_CHARS * 2]  # markup removal may shrink it; cut again after cleaning
+    text = _head_and_tail(text, MAX_MESSAGE_CHARS * 4)  # markup removal may shrink it; cut again after
     text = remove_invisible(strip_markup(text))
-    text = fix_lookalikes(text)
     text = re.sub(r" {2,}", " ", text).strip()
-    return text[:MAX_MESSAGE_CHARS]
+    return fix_lookalikes(_head_and_tail(text, MAX_MESSAGE_CHARS))
+
+
+def _head_and_tail(text: str, limit: int) -> str:
+    """The first and last ``limit // 2`` characters of a long text, cut at spaces where possible."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 2 - 2], text[-(limit // 2 - 1) :]
+    head = head.rsplit(" ", 1)[0] if " " in head[-40:] else head
+    tail = tail.split(" ", 1)[1] if " " in tail[:40] else tail
+    return f"{head} \n {tail}"
 
 
 def tokenize(cleaned: str) -> list[Token]:

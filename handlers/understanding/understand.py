@@ -59,6 +59,9 @@ INTENT_SLOTS: dict[str, tuple[str, ...]] = {
     "unknown": (),
 }
 
+#: Words read from a message; longer ones are read from their first and last ``MAX_TOKENS // 2`` words.
+MAX_TOKENS = 160
+
 #: Share links last between one hour and 30 days (design.md).
 MIN_SHARE_HOURS = 1
 MAX_SHARE_HOURS = 720
@@ -93,6 +96,8 @@ class _Message:
     words: list[str]
     lex: Lexicon
     cues: dict[str, list[Match]]
+    modality_matches: list[Match] = field(default_factory=list)
+    body_matches: list[Match] = field(default_factory=list)
 
     def has(self, *names: str) -> bool:
         return any(self.cues.get(n) for n in names)
@@ -120,7 +125,10 @@ def detect_language(cleaned: str, words: Sequence[str], lexicon: Lexicon) -> str
 
 
 def _find_cues(words: Sequence[str], lexicon: Lexicon) -> dict[str, list[Match]]:
-    return {name: matcher.find_all(words) for name, matcher in lexicon.cues.items()}
+    found: dict[str, list[Match]] = {}
+    for m in lexicon.cue_index.find_all(words):
+        found.setdefault(m.value, []).append(m)
+    return found
 
 
 def _guarded(msg: _Message, match: Match) -> bool:
@@ -138,7 +146,7 @@ def _guarded(msg: _Message, match: Match) -> bool:
 
 def find_modalities(msg: _Message) -> list[Match]:
     """Modality mentions in order (guarded words dropped; capitals-only words like "MR" checked as typed)."""
-    found = [m for m in msg.lex.modality.find_longest(msg.words) if not _guarded(msg, m)]
+    found = [m for m in msg.modality_matches if not _guarded(msg, m)]
     taken = {i for m in found for i in range(m.start, m.end)}
     for i, token in enumerate(msg.tokens):
         code = msg.lex.modality_upper.get(token.text)
@@ -149,7 +157,7 @@ def find_modalities(msg: _Message) -> list[Match]:
 
 def find_body_parts(msg: _Message, exclude: set[int]) -> list[Match]:
     """Body-part mentions in order, longest phrase first, skipping tokens already read as something else."""
-    found = msg.lex.body_part.find_longest(msg.words)
+    found = msg.body_matches
     return [m for m in found if not _guarded(msg, m) and not any(i in exclude for i in range(m.start, m.end))]
 
 
@@ -180,16 +188,17 @@ def _strip_cues(msg: _Message, start: int, end: int, lead: str, tail: str) -> tu
     changed = True
     while changed and start < end:
         changed = False
-        for m in msg.lex.cues[lead].at(msg.words[:end], start):
-            if m.end <= end:
-                start, changed = m.end, True
-                break
-        for i in range(start, end):
-            hits = [m for m in msg.lex.cues[tail].at(msg.words[:end], i) if m.end == end]
-            if hits:
+        fronts = [m for m in msg.lex.cues[lead].at(msg.words, start) if m.end <= end]
+        if fronts:
+            start, changed = max(m.end for m in fronts), True
+        for i in range(max(start, end - _LONGEST_CUE), end):  # tail phrases are a few words long
+            if any(m.end == end for m in msg.lex.cues[tail].at(msg.words, i)):
                 end, changed = i, True
                 break
     return start, end
+
+
+_LONGEST_CUE = 6
 
 
 def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
@@ -250,15 +259,15 @@ def _mentions(msg: _Message, cue: str, start: int, end: int) -> bool:
 
 
 def _has_study_words(msg: _Message) -> bool:
-    return bool(msg.lex.modality.find_longest(msg.words) or msg.lex.body_part.find_longest(msg.words))
+    return bool(msg.modality_matches or msg.body_matches)
 
 
 def other_person(msg: _Message, exclude: set[int]) -> bool:
     """Whether the images asked about belong to someone else ("Maria's MRI", "the scan of my wife")."""
     lex = msg.lex
     image_like = {i for m in msg.cues.get("image", []) for i in range(m.start, m.end)}
-    image_like |= {i for m in lex.modality.find_longest(msg.words) for i in range(m.start, m.end)}
-    image_like |= {i for m in lex.body_part.find_longest(msg.words) for i in range(m.start, m.end)}
+    image_like |= {i for m in msg.modality_matches for i in range(m.start, m.end)}
+    image_like |= {i for m in msg.body_matches for i in range(m.start, m.end)}
     n = len(msg.words)
 
     def image_near(i: int, span: int = 3) -> bool:
@@ -312,8 +321,8 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
     lex = msg.lex
     n = len(msg.words)
     blocked = {i for m in msg.cues.get("image", []) for i in range(m.start, m.end)}
-    blocked |= {i for m in lex.modality.find_longest(msg.words) for i in range(m.start, m.end)}
-    blocked |= {i for m in lex.body_part.find_longest(msg.words) for i in range(m.start, m.end)}
+    blocked |= {i for m in msg.modality_matches for i in range(m.start, m.end)}
+    blocked |= {i for m in msg.body_matches for i in range(m.start, m.end)}
     blocked |= {i for m in msg.cues.get("link", []) for i in range(m.start, m.end)}
     blocked |= {i for m in msg.cues.get("share", []) for i in range(m.start, m.end)}
 
@@ -492,11 +501,16 @@ def understand(text: str, today: dt.date) -> Understanding:
     lex = load_lexicon()
     cleaned = clean(text if isinstance(text, str) else str(text))
     tokens = tokenize(cleaned)
+    if len(tokens) > MAX_TOKENS:
+        # A long story: requests sit at its start or its end, so read those and keep time bounded.
+        tokens = tokens[: MAX_TOKENS // 2] + tokens[-MAX_TOKENS // 2 :]
     if not tokens:
         return Understanding("unknown", {}, reason="empty")
     words = [lex.correct(t.norm) for t in tokens]
     language = detect_language(cleaned, words, lex)
     msg = _Message(cleaned, tokens, words, lex, _find_cues(words, lex))
+    msg.modality_matches = lex.modality.find_longest(words)
+    msg.body_matches = lex.body_part.find_longest(words)
 
     modalities = find_modalities(msg)
     refs, ref_tokens = find_references(msg, today)
