@@ -248,7 +248,7 @@ def _apply(ds: Dataset, uids: UidMap, date_shift_days: int | None, report: Deide
         elif action == "Z":
             elem.value = Sequence([]) if elem.VR == "SQ" else (b"" if elem.VR in _BYTES_VRS else None)
             report.emptied += 1
-        elif action == "U":
+        elif action == "U" or (action == "D" and elem.VR == "UI"):
             if elem.VR == "SQ":
                 for item in elem.value or []:
                     _apply(item, uids, date_shift_days, report)
