@@ -300,8 +300,8 @@ def zip_items(archive: zipfile.ZipFile, limits: ImportLimits, report: ImportRepo
     packed = sum(m.compress_size for m in members)
     if total > limits.max_total_bytes:
         raise ArchiveTooLarge(
-            f"This archive would unpack to {total / 1e6:.0f} MB, more than the {limits.max_total_bytes / 1e6:.0f} MB "
-            "allowed. Please send the images in smaller parts."
+            f"This archive would unpack to {total / 2**20:.0f} MB, more than the "
+            f"{limits.max_total_bytes / 2**20:.0f} MB allowed. Please send the images in smaller parts."
         )
     if total > limits.ratio_min_bytes and total > limits.max_ratio * max(packed, 1):
         raise ArchiveTooLarge("This archive unpacks to far more than its size, so it was not opened.")
@@ -945,7 +945,7 @@ def import_bytes(
     if not data:
         raise EmptyUpload("This file is empty (0 bytes).")
     if len(data) > limits.max_total_bytes:
-        raise ArchiveTooLarge(f"This file is larger than the {limits.max_total_bytes / 1e6:.0f} MB allowed.")
+        raise ArchiveTooLarge(f"This file is larger than the {limits.max_total_bytes / 2**20:.0f} MB allowed.")
     importer = _Importer(sessions, filestore, patient_hint, progress, actor)
     if data[:4] in _ZIP_MAGIC:
         with _open_zip(io.BytesIO(data), "This file") as archive:
