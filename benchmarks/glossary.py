@@ -130,6 +130,18 @@ def main() -> int:
     misses = fuzzy_misses(glossary)
     glossary.lookup("warm up")
     print(f"fuzzy-miss lookup: {summary(timed(glossary.lookup, misses))} [target: median < 2 ms]")
+    rng = random.Random(11)
+    pairs = [(c.id, name) for c in glossary.concepts for lang, name in c.names() if lang == "en" and len(name) >= 5]
+    sample = rng.sample(pairs, min(2000, len(pairs)))
+    right = wrong = 0
+    for cid, name in sample:
+        best = glossary.lookup(misspell(name, rng)).best
+        right += best is not None and best.id == cid
+        wrong += best is not None and best.id != cid
+    print(
+        f"one-slip misspellings of names (5+ letters): {100 * right / len(sample):.1f} % found, "
+        f"{100 * wrong / len(sample):.1f} % led elsewhere, rest got suggestions only (n={len(sample)})"
+    )
     exact = [c.term for c in glossary.concepts]
     print(f"exact lookup: {summary(timed(glossary.lookup, exact))}")
     sentences = [f"what does {c.term.lower()} mean on my scan" for c in glossary.concepts]

@@ -3,9 +3,9 @@
 Lookup tries, in order: the exact name (term or alias, any language, case- and
 accent-insensitive), the same with plurals folded ("lesions"), the name with its
 spaces closed up ("hyper intense"), the terms a sentence contains ("what does mild
-disc bulge at L4-5 mean"), and finally fuzzy matching with rapidfuzz. A fuzzy match is
-only taken when it is clearly the best; otherwise the result carries "did you mean"
-suggestions and no concept.
+disc bulge at L4-5 mean"), and fuzzy matching with rapidfuzz for the words no name
+covered. A fuzzy match is only taken when it is a few typing slips away and clearly
+closer than any other concept; otherwise the result carries "did you mean" suggestions.
 
 :meth:`Glossary.find_terms` scans any text (a series description such as
 "SAG T1 POST GAD", or a 20,000-character report) for the longest names it contains,
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 from glossary.concepts import LANGUAGES, Concept, GlossaryDataError, load_concepts, read_concepts
 from glossary.text import Token, clean_text, singular_forms, tokens
@@ -56,12 +57,12 @@ STOPWORDS = frozenset(
     have has had not no yes so if then than also just very really some any""".split()
 )
 
-FUZZY_ACCEPT = 88.0  # rapidfuzz ratio at or above which a lone best match is taken
-FUZZY_MARGIN = 4.0  # ... when the best other concept scores at least this much lower
 FUZZY_SUGGEST = 62.0  # ratio at or above which a concept is offered as "did you mean"
 MAX_SUGGESTIONS = 5
 MAX_QUERY_CHARS = 500  # a lookup reads at most this much; find_terms reads whole reports
 _MAX_FUZZY_TOKENS = 12
+_MAX_FUZZY_NGRAM = 5
+_MAX_FUZZY_CANDIDATES = 40
 _MAX_COMPACT_NGRAM = 3
 
 
@@ -225,47 +226,77 @@ class Glossary:
         if cid is not None:
             return LookupResult(query=query, match="alias", concepts=(self.by_id[cid],))
         hits = self._scan(text, words)
-        if hits:
-            # The longest name is most likely what the question is about ("disc bulge" over "mild").
-            ranked = sorted(hits, key=lambda h: (-(h.end - h.start), h.start))
-            found = list(_unique(h.concept for h in ranked))
-            # Words no name covered may still be a misspelt term ("gadolinum contrast").
-            covered = {i for h in hits for i in range(h.start, h.end)}
-            left = [w.text for w in words if w.start not in covered and w.text not in STOPWORDS]
-            if left:
-                extra = self._fuzzy(query, left)
-                if extra.match == "fuzzy":
-                    found.extend(c for c in extra.concepts if c not in found)
-            return LookupResult(query=query, match="phrase", concepts=tuple(found))
-        return self._fuzzy(query, raw)
+        covered = {w.start for w in words for h in hits if h.start <= w.start < h.end}
+        focus = {i for i, w in enumerate(words) if w.start not in covered and w.text not in STOPWORDS}
+        if hits and not focus:
+            return LookupResult(query=query, match="phrase", concepts=_by_length(hits))
+        fuzzy, span = self._fuzzy([w.text for w in words], focus)
+        if not hits:
+            return LookupResult(query, fuzzy.match, fuzzy.concepts, fuzzy.suggestions)
+        found = list(_by_length(hits))
+        if fuzzy.best is not None:
+            # A misspelt name over several words ("joint fluiid") is a better reading than the one word
+            # it contains ("joint"); a misspelt single word is one more term in the question.
+            found = [c for c in found if c.id != fuzzy.best.id]
+            found.insert(0 if span > 1 else len(found), fuzzy.best)
+        return LookupResult(query=query, match="phrase", concepts=tuple(found), suggestions=fuzzy.suggestions)
 
-    def _fuzzy(self, query: str, raw: list[str]) -> LookupResult:
-        content = [w for w in raw if w not in STOPWORDS] or raw
-        content = content[:_MAX_FUZZY_TOKENS]
-        candidates = {" ".join(content)}
-        if len(content) > 1:
-            for n in range(1, min(3, len(content)) + 1):
-                for i in range(len(content) - n + 1):
-                    candidates.add(" ".join(content[i : i + n]))
-        scores: dict[str, float] = {}
-        for cand in candidates:
+    def _fuzzy(self, words: list[str], focus: set[int]) -> tuple[LookupResult, int]:
+        """Fuzzy match of ``words`` (or of their parts that include a ``focus`` word), and its word count.
+
+        A match is taken when it is within a few edits (Damerau-Levenshtein, see :func:`allowed_edits`)
+        and clearly closer than any other concept; otherwise near names become suggestions.
+        """
+        words = words[: _MAX_FUZZY_TOKENS * 2]
+        content = [w for w in words if w not in STOPWORDS] or words
+        # The whole question without its little words, then every run of up to five words that starts
+        # and ends on a real word and holds a word no name covered ("watre on the lung").
+        candidates: dict[str, int] = {" ".join(content[:_MAX_FUZZY_TOKENS]): len(content)}
+        if len(words) <= _MAX_FUZZY_NGRAM:
+            candidates.setdefault(" ".join(words), len(words))  # little words can be part of a name
+        for i in range(len(words)):
+            if words[i] in STOPWORDS:
+                continue
+            for j in range(i, min(i + _MAX_FUZZY_NGRAM, len(words))):
+                if words[j] in STOPWORDS:
+                    continue
+                if not focus or any(k in focus for k in range(i, j + 1)):
+                    candidates.setdefault(" ".join(words[i : j + 1]), j - i + 1)
+            if len(candidates) >= _MAX_FUZZY_CANDIDATES:
+                break
+        near: dict[str, tuple[int, int]] = {}  # concept id -> (edits, -words): smaller is better
+        ratios: dict[str, float] = {}
+        for cand, n_words in candidates.items():
             if len(cand) < 3:
                 continue
+            allowed = allowed_edits(len(cand.replace(" ", "")))
+            if allowed:
+                for _choice, edits, index in process.extract(
+                    cand, self._fuzzy_keys, scorer=OSA.distance, score_cutoff=allowed, limit=5
+                ):
+                    cid = self._fuzzy_ids[index]
+                    rank = (int(edits), -n_words)
+                    if rank < near.get(cid, (99, 0)):
+                        near[cid] = rank
+            if n_words > 1 and cand != " ".join(content[:_MAX_FUZZY_TOKENS]):
+                continue  # "did you mean" comes from the whole question and its single words
             for _choice, score, index in process.extract(
-                cand, self._fuzzy_keys, scorer=fuzz.ratio, limit=10, score_cutoff=FUZZY_SUGGEST
+                cand, self._fuzzy_keys, scorer=fuzz.ratio, limit=5, score_cutoff=FUZZY_SUGGEST
             ):
                 cid = self._fuzzy_ids[index]
-                if float(score) > scores.get(cid, 0.0):
-                    scores[cid] = float(score)
-        if not scores:
-            return LookupResult(query=query, match="none")
-        ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-        suggestions = tuple(self.by_id[cid] for cid, _ in ranked[:MAX_SUGGESTIONS])
-        best_id, best = ranked[0]
-        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
-        if best >= FUZZY_ACCEPT and best - runner_up >= FUZZY_MARGIN:
-            return LookupResult(query=query, match="fuzzy", concepts=(self.by_id[best_id],), suggestions=suggestions)
-        return LookupResult(query=query, match="none", suggestions=suggestions)
+                ratios[cid] = max(ratios.get(cid, 0.0), float(score))
+        ranked_near = sorted(near.items(), key=lambda kv: kv[1])
+        order = [cid for cid, _ in ranked_near]
+        order += [cid for cid, _ in sorted(ratios.items(), key=lambda kv: -kv[1]) if cid not in near]
+        suggestions = tuple(self.by_id[cid] for cid in order[:MAX_SUGGESTIONS])
+        if ranked_near:
+            best_id, best = ranked_near[0]
+            if len(ranked_near) == 1 or ranked_near[1][1] > best:
+                result = LookupResult(
+                    query=" ".join(words), match="fuzzy", concepts=(self.by_id[best_id],), suggestions=suggestions
+                )
+                return result, -best[1]
+        return LookupResult(query=" ".join(words), match="none", suggestions=suggestions), 0
 
     def suggest(self, query: str, limit: int = MAX_SUGGESTIONS) -> tuple[Concept, ...]:
         """Up to ``limit`` concepts whose names look like ``query`` ("did you mean")."""
@@ -348,6 +379,22 @@ class Glossary:
     def alias_count(self) -> int:
         """How many distinct names (terms, aliases and translations) the index knows."""
         return len(self._keys)
+
+
+def allowed_edits(length: int) -> int:
+    """How many typing slips a name of ``length`` letters may have and still be taken as that name."""
+    if length < 5:
+        return 0  # "last" is one slip from "lat", "mass" from "mast": too close to call
+    if length <= 7:
+        return 1
+    if length <= 14:
+        return 2
+    return 3
+
+
+def _by_length(hits: list[TermHit]) -> tuple[Concept, ...]:
+    """Concepts of ``hits``, longest name first ("disc bulge" before "mild"), each once."""
+    return _unique(h.concept for h in sorted(hits, key=lambda h: (-(h.end - h.start), h.start)))
 
 
 def _unique(concepts: Iterable[Concept]) -> tuple[Concept, ...]:

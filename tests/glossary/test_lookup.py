@@ -295,3 +295,44 @@ def test_the_devset_copy_is_read() -> None:
 def test_default_glossary_is_loaded_once() -> None:
     assert default_glossary() is default_glossary()
     assert len(default_glossary().concepts) >= 110
+
+
+# -- typing slips and words that are not terms --------------------------------------------------------------
+
+
+def slips(word: str) -> list[str]:
+    """Four one-slip misspellings of ``word``: a letter dropped, two swapped, one doubled, one replaced."""
+    i = len(word) // 2
+    return [
+        word[:i] + word[i + 1 :],
+        word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :],
+        word[:i] + word[i] + word[i:],
+        word[:i] + ("x" if word[i] != "x" else "q") + word[i + 1 :],
+    ]
+
+
+def test_most_one_slip_misspellings_find_their_concept(glossary: Glossary) -> None:
+    names = [(c.id, c.term) for c in glossary.concepts if len(c.term) >= 6 and c.term.isascii()]
+    right = total = 0
+    misses = []
+    for cid, term in names:
+        for typo in slips(term):
+            if normalise(typo) in {normalise(n) for _, n in glossary.by_id[cid].names()}:
+                continue
+            total += 1
+            best = glossary.lookup(typo).best
+            if best is not None and best.id == cid:
+                right += 1
+            else:
+                misses.append((typo, cid, best.id if best else None))
+    assert total > 300
+    assert right / total >= 0.9, misses[:20]
+
+
+@pytest.mark.parametrize("text", ["hello", "banana", "pain", "headache", "thank you", "tomorrow", "what is wrong"])
+def test_everyday_words_are_not_forced_onto_a_term(glossary: Glossary, text: str) -> None:
+    assert not glossary.lookup(text).found
+
+
+def test_chat_words_do_not_add_terms(glossary: Glossary) -> None:
+    assert ids(glossary.lookup("show my last mri").concepts) == ["mri"]
