@@ -49,11 +49,12 @@ CHUNK = 256 * 1024
 class Denied(Exception):
     """The caller may not use this endpoint; carries the HTTP answer."""
 
-    def __init__(self, status: int, message: str, basic: bool = False) -> None:
+    def __init__(self, status: int, message: str, basic: bool = False, locked_link: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.basic = basic
+        self.locked_link = locked_link  # public id of a link this request locked
 
 
 def _basic_password(request: Request) -> str | None:
@@ -77,7 +78,8 @@ def _admit(ctx: ViewerContext, request: Request, session: Session, link: ShareLi
         if code is None:
             raise Denied(401, "This link needs its access code (as the HTTP Basic password).", basic=True)
         if not check_access_code(session, link, code, now):
-            raise Denied(401, "Wrong access code.", basic=True)
+            locked = link.public_id if link.locked_at is not None else ""
+            raise Denied(401, "Wrong access code.", basic=True, locked_link=locked)
     if counts_view and link.max_views is not None:
         count_open(session, link, now)
 
@@ -156,6 +158,8 @@ async def _run(request: Request, work: Callable[[Session, ShareLink, LinkScope],
     if isinstance(result, Denied):
         if result.status == 401 and _basic_password(request) is not None:
             ctx.limiter.failed(ctx.client_address(request))  # a wrong code is a failed lookup
+        if result.locked_link:
+            await ctx.notify(ctx.on_locked, result.locked_link)
         response = ctx.json_error(result.status, result.message)
         if result.basic:
             response.headers["WWW-Authenticate"] = 'Basic realm="Lightbox shared images"'
