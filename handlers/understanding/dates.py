@@ -373,7 +373,10 @@ class _Reader:
                    self.month_expr, self.day_word, self.year_expr)
         while i < self.n:
             for parse in parsers:
-                ref = parse(i)
+                try:
+                    ref = parse(i)
+                except (OverflowError, ValueError):  # arithmetic off the calendar's ends (year 1, 9999)
+                    ref = None
                 if ref is not None and ref.end > i:
                     refs.append(ref)
                     i = ref.end

@@ -245,6 +245,10 @@ def _glossary_terms() -> frozenset[str]:
             if not isinstance(concept, dict):
                 continue
             names = [concept.get("term", ""), *list(concept.get("aliases", []) or [])]
+            for lang in ("de", "es", "ru"):
+                local = concept.get(lang)
+                if isinstance(local, dict):
+                    names += [local.get("term", ""), *list(local.get("aliases", []) or [])]
             for name in names:
                 if isinstance(name, str) and name.strip():
                     terms.add(" ".join(phrase_tokens(name)))

@@ -254,6 +254,16 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
 _MEAN_WORDS = frozenset({"mean", "means", "meaning", "stand", "stands"})
 
 
+def bare_glossary_term(msg: _Message) -> str | None:
+    """A message that is nothing but a glossary term ("effusion?", "FLAIR", "Erguss"), as typed."""
+    start, end = _strip_cues(msg, 0, len(msg.words), "term_lead", "term_tail")
+    if start >= end or end - start > 5:
+        return None
+    if " ".join(msg.words[start:end]) not in msg.lex.glossary_terms:
+        return None
+    return _span_text(msg, start, end) or None
+
+
 def _mentions(msg: _Message, cue: str, start: int, end: int) -> bool:
     return any(start <= m.start and m.end <= end for m in msg.cues.get(cue, []))
 
@@ -406,6 +416,8 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
         return "unknown", "diagnosis"
     if dosing:
         return "unknown", "dosing"
+    if bare_glossary_term(msg) is not None and not study_mentioned:
+        return "explain_term", None
     help_how = [m for m in msg.cues.get("help", []) if msg.words[m.start] in ("how", "wie", "como", "как")]
     if help_how and not study_mentioned and not has("link"):
         return "help", None
@@ -551,6 +563,10 @@ def understand(text: str, today: dt.date) -> Understanding:
         explain = read_explain(msg)
         if explain is not None and explain[1]:
             slots["term"] = explain[1]
+        else:
+            bare = bare_glossary_term(msg)
+            if bare:
+                slots["term"] = bare
     if "modality" in allowed and modalities:
         slots["modality"] = modalities[0].value
     if "body_part" in allowed and body_parts:

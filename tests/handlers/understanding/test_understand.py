@@ -238,3 +238,28 @@ def test_any_text_gives_a_valid_answer(text: str) -> None:
     if result.intent == "unknown":
         assert result.slots == {}
         assert result.reason
+
+
+def _lexicon_with_glossary(monkeypatch: pytest.MonkeyPatch, terms: frozenset[str]) -> None:
+    import dataclasses
+    import importlib
+
+    from handlers.understanding.lexicon import load_lexicon
+
+    module = importlib.import_module("handlers.understanding.understand")
+    patched = dataclasses.replace(load_lexicon(), glossary_terms=terms)
+    monkeypatch.setattr(module, "load_lexicon", lambda: patched)
+
+
+def test_a_bare_glossary_term_is_an_explain_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    _lexicon_with_glossary(monkeypatch, frozenset({"effusion", "mri"}))
+    assert u("Effusion?") == ("explain_term", {"term": "Effusion"})
+    assert u("MRI") == ("show_study", {"modality": "MR"})  # a study word stays a request for the study
+    assert u("hello") == ("unknown", {})
+
+
+def test_understanding_does_not_need_the_glossary(monkeypatch: pytest.MonkeyPatch) -> None:
+    _lexicon_with_glossary(monkeypatch, frozenset())
+    assert u("Effusion?") == ("unknown", {})
+    assert u("what is pleural effusion") == ("explain_term", {"term": "pleural effusion"})
+    assert u("was bedeutet Erguss") == ("explain_term", {"term": "Erguss"})
