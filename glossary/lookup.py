@@ -385,9 +385,9 @@ def allowed_edits(length: int) -> int:
     """How many typing slips a name of ``length`` letters may have and still be taken as that name."""
     if length < 5:
         return 0  # "last" is one slip from "lat", "mass" from "mast": too close to call
-    if length <= 7:
+    if length <= 9:
         return 1
-    if length <= 14:
+    if length <= 15:
         return 2
     return 3
 
