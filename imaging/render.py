@@ -92,12 +92,27 @@ def grey_to_uint8(
     choice = resolve_auto_window(stored, ds, choice, little_endian)
     auto = choice.name == "auto"
     if stored.dtype.kind in "ui" and stored.dtype.itemsize <= 2:
-        unsigned = stored.view(np.uint8 if stored.dtype.itemsize == 1 else np.uint16)
-        domain = np.arange(2 ** (8 * stored.dtype.itemsize), dtype=unsigned.dtype).view(stored.dtype)
+        # The chain runs over every value Bits Stored allows (4096 for 12 bits), then one lookup
+        # per pixel through a table indexed by the values' unsigned bit pattern.
+        container = 8 * stored.dtype.itemsize
+        bits = min(max(lenient_int(ds, "BitsStored", container), 1), container)
+        signed = stored.dtype.kind == "i"
+        low = -(2 ** (bits - 1)) if signed else 0
+        domain = np.arange(low, low + 2**bits, dtype=np.int32).astype(stored.dtype)
         modality = display.apply_modality_lut(domain, ds, little_endian)
         unit, applied = display.apply_voi(modality, ds, choice, little_endian=little_endian)
-        table = display.to_uint8(display.apply_presentation(unit, ds, photometric))
-        out = table[unsigned]
+        unsigned_type = np.uint8 if stored.dtype.itemsize == 1 else np.uint16
+        lut8 = display.to_uint8(display.apply_presentation(unit, ds, photometric))
+        # Values beyond Bits Stored (a writer's mistake) clamp to the ends, as dcmtk shows them.
+        table = np.empty(2**container, dtype=np.uint8)
+        if signed:
+            half = 2 ** (container - 1)
+            table[:half] = lut8[-1]
+            table[half:] = lut8[0]
+        else:
+            table[:] = lut8[-1]
+        table[domain.view(unsigned_type)] = lut8
+        out = table[stored.view(unsigned_type)]
     else:
         modality = display.apply_modality_lut(stored, ds, little_endian)
         unit, applied = display.apply_voi(modality, ds, choice, little_endian=little_endian)

@@ -215,3 +215,16 @@ def test_fast_8_bit_ybr_conversion_matches_the_formula() -> None:
     fast = display.ybr_to_rgb_8bit(ybr).astype(float)
     exact = display.ybr_to_rgb(ybr)
     assert np.abs(fast - exact).max() <= 2.0
+
+
+def test_values_beyond_bits_stored_clamp_instead_of_wrapping() -> None:
+    from imaging.render import grey_to_uint8
+
+    ds = _ds(BitsStored=12, WindowCenter="2048", WindowWidth="4096")
+    stored = np.array([[0, 4095, 5000, 65535]], dtype=np.uint16)
+    out, _ = grey_to_uint8(stored, ds, "MONOCHROME2", WindowChoice())
+    assert out.tolist() == [[0, 255, 255, 255]]
+    signed = np.array([[-2048, 2047, 3000, -3000]], dtype=np.int16)
+    ds_signed = _ds(BitsStored=12, WindowCenter="0", WindowWidth="4096")
+    out, _ = grey_to_uint8(signed, ds_signed, "MONOCHROME2", WindowChoice())
+    assert out.tolist() == [[0, 255, 255, 0]]

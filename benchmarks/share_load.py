@@ -1,0 +1,194 @@
+"""Load on the share viewer's image endpoint: 50 concurrent clients on loopback, cold and cached.
+
+Run: ``.venv/bin/python benchmarks/share_load.py [--clients 50] [--duration 10] [--slices 200] [--size 512]``
+
+Builds a throw-away data folder (SQLite + file store) holding a ``--slices``-slice 512 x 512 CT series
+synthesised from pydicom's CT_small.dcm, imported with the real importer, and one share link. Serves the
+viewer with uvicorn in a separate process on 127.0.0.1 (one worker), opens the link once for its viewing
+session, then drives ``GET /s/{token}/img/...`` with ``--clients`` concurrent HTTP clients:
+
+- cold: every request asks for a slice not rendered before (each slice once, at ``--size``);
+- cached: for ``--duration`` seconds, random slices that are already in the render cache.
+
+Each request still looks up the link, checks its state and writes an access event (the rules hold for
+cached images too). Prints requests per second and p50 / p90 / p99 latency for both phases.
+
+Target (issue 8): cached p99 under 100 ms and at least 200 requests per second on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def build_data(folder: Path, slices: int) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """Data folder with one CT series; returns (database url, token, [(study, series, sop)] in order)."""
+    import numpy as np
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+    from sqlalchemy import select
+
+    from share.links import create_share, instances_in_order
+    from store.db import make_engine, session_factory, transaction, upgrade
+    from store.filestore import FileStore
+    from store.importer import import_path
+    from store.models import Patient, Series, Study
+
+    source = folder / "source"
+    source.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    base = np.kron(original.pixel_array, np.ones((4, 4), dtype=original.pixel_array.dtype))  # 512 x 512
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for k in range(slices):
+        ds = original.copy()
+        ds.PatientID, ds.PatientName = "BENCH1", "Bench^Patient"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.Rows, ds.Columns = base.shape
+        ds.PixelSpacing = [0.5, 0.5]
+        ds.PixelData = np.roll(base, k, axis=0).tobytes()
+        ds.save_as(source / f"{k:04d}.dcm", enforce_file_format=True)
+    url = f"sqlite:///{folder / 'lightbox.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    import_path(sessions, FileStore(folder / "dicom"), source)
+    with transaction(sessions) as session:
+        study = session.scalars(select(Study).where(Study.study_uid == study_uid)).one()
+        patient = session.get(Patient, study.patient_id)
+        assert patient is not None
+        created = create_share(session, patient=patient, study=study)
+        series = session.scalars(select(Series).where(Series.study_id == study.id)).one()
+        order = [(study_uid, series_uid, i.sop_instance_uid) for i in instances_in_order(session, series)]
+    engine.dispose()
+    return url, created.token, order
+
+
+def serve(folder: Path, url: str, port: int) -> None:
+    """Run the viewer on ``folder`` (the server process)."""
+    import uvicorn
+
+    from share.web import create_app
+    from store.db import make_engine, session_factory
+    from store.filestore import FileStore
+
+    app = create_app(session_factory(make_engine(url)), FileStore(folder / "dicom"),
+                     public_url=f"http://127.0.0.1:{port}", secret_key=b"benchmark-secret-key-32-bytes!!!")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def drive(base: str, token: str, urls: list[str], clients: int, duration: float | None) -> tuple[
+        list[float], float, int]:
+    """Send requests from ``clients`` concurrent clients; each URL once (duration None) or random until time."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        page = await client.get(f"/s/{token}")
+        page.raise_for_status()
+        queue = list(reversed(urls))
+        stop_at = time.perf_counter() + duration if duration else None
+
+        async def worker() -> None:
+            nonlocal errors
+            while True:
+                if stop_at is None:
+                    if not queue:
+                        return
+                    url = queue.pop()
+                else:
+                    if time.perf_counter() >= stop_at:
+                        return
+                    url = random.choice(urls)
+                t0 = time.perf_counter()
+                response = await client.get(url)
+                latencies.append(time.perf_counter() - t0)
+                if response.status_code != 200 or not response.content:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed, errors
+
+
+def report(name: str, latencies: list[float], elapsed: float, errors: int) -> None:
+    print(f"{name:<7} requests {len(latencies):>6}  errors {errors:>3}  {len(latencies) / elapsed:8.1f} req/s  "
+          f"p50 {percentile(latencies, 50) * 1000:7.1f} ms  p90 {percentile(latencies, 90) * 1000:7.1f} ms  "
+          f"p99 {percentile(latencies, 99) * 1000:7.1f} ms  mean {statistics.fmean(latencies) * 1000:7.1f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the cached phase")
+    parser.add_argument("--slices", type=int, default=200)
+    parser.add_argument("--size", type=int, default=512, help="longest side asked for")
+    parser.add_argument("--serve", nargs=3, metavar=("FOLDER", "URL", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), args.serve[1], int(args.serve[2]))
+        return 0
+
+    from tests.services import free_port
+
+    with tempfile.TemporaryDirectory(prefix="share-load-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        url, token, order = build_data(folder, args.slices)
+        print(f"data: {len(order)} slices of 512 x 512 imported in {time.perf_counter() - t0:.1f} s; "
+              f"{args.clients} clients, size {args.size}, {os.cpu_count()} CPUs")
+        port = free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(folder), url, str(port)], cwd=ROOT)
+        try:
+            import httpx
+
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(base + "/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        print("the viewer did not start", file=sys.stderr)
+                        return 1
+                    time.sleep(0.1)
+            urls = [f"/s/{token}/img/{st}/{se}/{sop}/0?size={args.size}" for st, se, sop in order]
+            report("cold", *asyncio.run(drive(base, token, urls, args.clients, None)))
+            report("cached", *asyncio.run(drive(base, token, urls, args.clients, args.duration)))
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
