@@ -240,6 +240,8 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
         if kind == "weak":
             if self_ref or _mentions(msg, "not_a_term", start, end) or end - start > 6:
                 continue
+            if msg.words[opening.end] in _DEFINITE and not _looks_medical(msg, start, end):
+                continue  # "what's the score of the game"
             if any(msg.cues.get(c) for c in ("privacy", "link", "activity", "help", "list", "image")):
                 continue
         if self_ref and (msg.has("image") or _has_study_words(msg)):
@@ -262,6 +264,24 @@ def bare_glossary_term(msg: _Message) -> str | None:
     if " ".join(msg.words[start:end]) not in msg.lex.glossary_terms:
         return None
     return _span_text(msg, start, end) or None
+
+
+_DEFINITE = frozenset({"the", "der", "die", "das", "el", "la", "los", "las"})
+_MEDICAL_ENDINGS = ("itis", "osis", "oma", "emia", "algia", "ectomy", "plasty", "pathy", "gram", "graphy", "scopy",
+                    "al", "ic", "ia", "ous", "ence", "ance", "ation", "ive", "ary", "oid", "um", "us")
+
+
+def _looks_medical(msg: _Message, start: int, end: int) -> bool:
+    """A term the glossary knows, or one that looks like medical language (suffixes, abbreviations)."""
+    words = msg.words[start:end]
+    if " ".join(words) in msg.lex.glossary_terms or any(w in msg.lex.glossary_terms for w in words):
+        return True
+    if any(i in range(start, end) for m in msg.modality_matches + msg.body_matches for i in range(m.start, m.end)):
+        return True
+    texts = [t.text for t in msg.tokens[start:end]]
+    return any((t.isupper() and len(t) > 1) or any(c.isdigit() for c in t) for t in texts) or any(
+        len(w) > 5 and w.endswith(_MEDICAL_ENDINGS) for w in words
+    )
 
 
 def _mentions(msg: _Message, cue: str, start: int, end: int) -> bool:
@@ -528,8 +548,8 @@ def understand(text: str, today: dt.date) -> Understanding:
     refs, ref_tokens = find_references(msg, today)
     modality_tokens = {i for m in modalities for i in range(m.start, m.end)}
     body_parts = find_body_parts(msg, modality_tokens | ref_tokens)
-    study_mentioned = bool(modalities or body_parts or [r for r in refs if isinstance(r.value, dict)])
-    study_mentioned = study_mentioned or bool(refs and msg.has("image"))
+    # A date alone ("what is the weather today") is not a study; with a study word or "show" it is.
+    study_mentioned = bool(modalities or body_parts) or bool(refs and msg.has("image", "show"))
 
     study_tokens = modality_tokens | {i for m in body_parts for i in range(m.start, m.end)}
     intent, reason = decide(msg, study_mentioned, study_tokens)
