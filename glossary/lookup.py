@@ -54,7 +54,10 @@ STOPWORDS = frozenset(
     """a an the my me i is are was be it its this that these those what whats does do did mean means meaning
     of on in at to for and or with by from about please explain tell say says said word words term
     you your can could would should how why when where which who there their they them we our us
-    have has had not no yes so if then than also just very really some any""".split()
+    have has had not no yes so if then than also just very really some any
+    was ist bedeutet heisst ein eine einen der die das den dem mein meine meinem im auf und oder bitte
+    que es significa el la los las un una mi mis del en con por para favor
+    что такое это значит означает мой моя мое мои мне в на и у по как""".split()
 )
 
 FUZZY_SUGGEST = 62.0  # ratio at or above which a concept is offered as "did you mean"

@@ -336,3 +336,17 @@ def test_everyday_words_are_not_forced_onto_a_term(glossary: Glossary, text: str
 
 def test_chat_words_do_not_add_terms(glossary: Glossary) -> None:
     assert ids(glossary.lookup("show my last mri").concepts) == ["mri"]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("was ist eine Kernspintomographie", "mri"),
+        ("qué es una resonancia", "mri"),
+        ("что такое мрт", "mri"),
+        ("что значит контраст", "contrast_agent"),
+    ],
+)
+def test_questions_in_other_languages(glossary: Glossary, question: str, expected: str) -> None:
+    result = glossary.lookup(question)
+    assert ids(result.concepts) == [expected]
