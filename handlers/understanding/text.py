@@ -112,13 +112,14 @@ def fix_lookalikes(text: str) -> str:
     if text.isascii():
         return text
     words = _WORD.findall(text)
-    counts = {"lat": 0, "cyr": 0}
+    counts = {"lat": 0.0, "cyr": 0.0}
     for word in words:
         scripts = {_script(c) for c in word if c.isalpha()}
         if scripts == {"lat"}:
             counts["lat"] += 1
-        elif scripts == {"cyr"} and not all(c in _CYR_TO_LAT for c in word if c.isalpha()):
-            counts["cyr"] += 1
+        elif scripts == {"cyr"}:
+            # a word of look-alikes only ("такое", "СТ") is weaker evidence than one with e.g. "ч" or "ж"
+            counts["cyr"] += 0.5 if all(c in _CYR_TO_LAT for c in word if c.isalpha()) else 1
     main = "cyr" if counts["cyr"] > counts["lat"] else "lat"
 
     def repl(match: re.Match[str]) -> str:

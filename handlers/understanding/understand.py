@@ -311,6 +311,32 @@ def other_person(msg: _Message, exclude: set[int]) -> bool:
             return True
         if word in lex.third_person and image_near(i, 2):
             return True
+        # Russian genitive names after the study: "МРТ Марии", "снимки Иванова"
+        if (
+            i > 0
+            and not text_is_latin(token.text)
+            and token.text[:1].isupper()
+            and token.text[1:].islower()
+            and word.endswith(("ии", "ы", "а", "я", "и", "ой", "ого"))
+            and (i - 1) in image_like
+            and not lex.is_known(word)
+            and not lex.body_part.at(msg.words, i)
+        ):
+            return True
+        # German genitive names: "Marias MRT", "Peters Röntgenbild"
+        text = token.text
+        if (
+            i > 0
+            and len(text) > 3
+            and text[0].isupper()
+            and text[1:].islower()
+            and text.endswith("s")
+            and not lex.is_known(word)
+            and not lex.is_known(word[:-1])
+            and i not in image_like
+            and image_near(i, 1)
+        ):
+            return True
         if word in lex.owner_of and i + 1 < n:
             j = i + 1
             if msg.words[j] in ("my", "mi", "mein", "meiner", "meinem", "meines", "meine", "the", "la", "el"):
@@ -339,6 +365,10 @@ def other_person(msg: _Message, exclude: set[int]) -> bool:
                             "соседки", "коллеги", "детей", "родителей"}:
                     return True
     return False
+
+
+def text_is_latin(text: str) -> bool:
+    return all(c.isascii() or not c.isalpha() or c in "äöüßáéíóúñ" for c in text)
 
 
 def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, int] | None:
