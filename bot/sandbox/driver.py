@@ -16,9 +16,12 @@ wrapper would have to block that very loop.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from telegram.ext import Application
 
 from bot.sandbox.server import BotApiSandbox
 from bot.sandbox.world import CallbackRecord, SandboxMessage
@@ -164,3 +167,22 @@ class TelegramDriver:
         user = self.sandbox.add_user(first_name, user_id=user_id, last_name=last_name, username=username,
                                      language_code=language_code)
         return ChatUser(self, user)
+
+
+@contextlib.asynccontextmanager
+async def running_with_polling(app: Application, *, timeout: int = 2) -> AsyncIterator[Application]:
+    """Start a PTB Application by hand with long polling (initialize, start, start_polling); stop it after.
+
+    ``timeout`` is the long-poll timeout in seconds: short, so stopping never waits long.
+    """
+    await app.initialize()
+    await app.start()
+    if app.updater is None:
+        raise RuntimeError("the Application was built without an Updater")
+    await app.updater.start_polling(poll_interval=0.0, timeout=timeout)
+    try:
+        yield app
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()

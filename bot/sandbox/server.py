@@ -21,7 +21,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -32,7 +32,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from telegram.ext import ApplicationBuilder
 
 from bot.sandbox.apispec import SpecError, Upload, check_object, check_result, coerce_params, load_spec
 from bot.sandbox.entities import command_entities
@@ -74,7 +75,7 @@ class BotApiSandbox:
     """
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, callback_answer_timeout: float = 15.0,
-                 webhook_retry_delay: float = 0.5) -> None:
+                 webhook_retry_delay: float = 0.5, routes: Sequence[BaseRoute] = ()) -> None:
         bot_id, _, secret = token.partition(":")
         if not bot_id.isdigit() or not secret:
             raise ValueError("a bot token looks like '<digits>:<secret>'")
@@ -91,6 +92,7 @@ class BotApiSandbox:
         self.app = Starlette(routes=[
             Route("/bot{token}/{method}", self._bot_api, methods=["GET", "POST"]),
             Route("/file/bot{token}/{path:path}", self._file, methods=["GET"]),
+            *routes,  # e.g. the demo's web chat page, served by the same server
         ])
         self._server: _EmbeddedServer | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -115,6 +117,10 @@ class BotApiSandbox:
     def base_file_url(self) -> str:
         """For ``Application.builder().base_file_url(...)``."""
         return f"{self.url}/file/bot"
+
+    def configure(self, builder: ApplicationBuilder) -> ApplicationBuilder:
+        """Point a PTB ``ApplicationBuilder`` at this sandbox (token, base_url, base_file_url)."""
+        return builder.token(self.token).base_url(self.base_url).base_file_url(self.base_file_url)
 
     # --- life cycle ----------------------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> BotApiSandbox:

@@ -102,22 +102,29 @@ class Trouble:
         self.rules.clear()
 
     def plan(self, method: str, chat_id: int | None) -> Planned:
-        """Consume the matching rules for one request and say what to do."""
+        """Consume the matching rules for one request and say what to do.
+
+        Every matching ``slow`` rule adds its delay; of the error and drop rules, only the first arranged one
+        that matches applies (and counts down), so "two 502s, then a drop" happens in that order.
+        """
         planned = Planned()
+        outcome_taken = False
         for rule in self.rules:
             if not rule.matches(method, chat_id):
+                continue
+            if rule.kind != "slow" and outcome_taken:
                 continue
             if rule.remaining is not None:
                 rule.remaining -= 1
             rule.hits += 1
             if rule.kind == "slow":
                 planned.delay += rule.delay
-            elif rule.kind == "drop":
-                if rule.after_processing:
-                    planned.drop_after = True
-                else:
-                    planned.drop_before = True
-            elif planned.error is None:
+                continue
+            outcome_taken = True
+            if rule.kind == "drop":
+                planned.drop_after = rule.after_processing
+                planned.drop_before = not rule.after_processing
+            else:
                 planned.error = rule.error
         self.rules = [r for r in self.rules if r.remaining is None or r.remaining > 0]
         return planned

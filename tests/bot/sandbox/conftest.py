@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from PIL import Image
 from telegram.ext import AIORateLimiter, Application, BaseHandler, BaseRateLimiter
 
-from bot.sandbox import BotApiSandbox, TelegramDriver
+from bot.sandbox import BotApiSandbox, TelegramDriver, running_with_polling
 
 
 @pytest.fixture
@@ -28,32 +27,13 @@ def driver(sandbox: BotApiSandbox) -> TelegramDriver:
 def build_app(sandbox: BotApiSandbox, handlers: list[BaseHandler], *,  # type: ignore[type-arg]
               rate_limiter: BaseRateLimiter | None = None) -> Application:  # type: ignore[type-arg]
     """A real PTB Application pointed at the sandbox through base_url/base_file_url (nothing patched)."""
-    builder = (
-        Application.builder()
-        .token(sandbox.token)
-        .base_url(sandbox.base_url)
-        .base_file_url(sandbox.base_file_url)
-        .rate_limiter(rate_limiter or AIORateLimiter(max_retries=3))
-    )
-    app = builder.build()
+    app = sandbox.configure(Application.builder()).rate_limiter(rate_limiter or AIORateLimiter(max_retries=3)).build()
     for handler in handlers:
         app.add_handler(handler)
     return app
 
 
-@contextlib.asynccontextmanager
-async def polling(app: Application) -> AsyncIterator[Application]:  # type: ignore[type-arg]
-    """Start the Application by hand with long polling, as `lightbox run` does; stop it afterwards."""
-    await app.initialize()
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=2)
-    try:
-        yield app
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
+polling = running_with_polling  # started by hand: initialize, start, updater.start_polling
 
 
 def png(width: int, height: int, shade: int = 128) -> bytes:
@@ -63,5 +43,3 @@ def png(width: int, height: int, shade: int = 128) -> bytes:
     image.save(out, format="PNG")
     return out.getvalue()
 
-
-Factory = Callable[..., Application]  # type: ignore[type-arg]

@@ -110,10 +110,13 @@ async def test_polling_survives_get_updates_trouble(sandbox: BotApiSandbox, driv
         await alex.wait_for_reply()
         sandbox.trouble.server_error("getUpdates", times=2)
         sandbox.trouble.drop("getUpdates")
+        # The long poll already waiting is spared; the trouble starts with the next one.
+        await alex.wait_until(lambda: sandbox.calls("getUpdates", status=502), timeout=10)
         await alex.say("during trouble")
         answer = await alex.wait_for_reply(timeout=20)
     assert answer.text == "re: during trouble"
-    assert sandbox.calls("getUpdates", status=502)
+    assert len(sandbox.calls("getUpdates", status=502)) == 2
+    assert sandbox.calls("getUpdates", status=0)  # the dropped one
 
 
 async def test_get_updates_long_polling_semantics(sandbox: BotApiSandbox, driver: TelegramDriver) -> None:
@@ -179,5 +182,10 @@ def test_rules_count_down_and_match_chats() -> None:
     assert trouble.plan("sendMessage", 5).error is not None
     assert trouble.plan("sendMessage", 5).error is None  # used up
     assert trouble.plan("getFile", None).delay == 0.25  # until cleared
+    trouble.server_error("getUpdates", times=2)
+    trouble.drop("getUpdates")
+    outcomes = [trouble.plan("getUpdates", None) for _ in range(4)]
+    assert [(o.error.status if o.error else None, o.drop_before) for o in outcomes] == [
+        (502, False), (502, False), (None, True), (None, False)]
     trouble.clear()
     assert trouble.plan("getFile", None).delay == 0.0
