@@ -242,8 +242,10 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
                 continue
             if msg.words[opening.end] in _DEFINITE and not _looks_medical(msg, start, end):
                 continue  # "what's the score of the game"
-            if any(msg.cues.get(c) for c in ("privacy", "link", "activity", "help", "list", "image")):
+            if any(msg.cues.get(c) for c in ("privacy", "link", "activity", "help", "list")):
                 continue
+            if any(_mentions(msg, c, start, end) for c in ("latest", "earliest", "before_last")):
+                continue  # "what is the latest scan" asks for a study, not a word
         if self_ref and (msg.has("image") or _has_study_words(msg)):
             return ("describe", None, start, end)  # "explain my MRI"
         term = _span_text(msg, start, end)
