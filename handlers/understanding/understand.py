@@ -394,7 +394,12 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
             if end > start and end in taken:
                 break
             if end > start and msg.words[end] in lex.recipient_stop:
-                break
+                # "Dr Lee and Dr Kim" is one list of people; "and" before anything else ends it
+                joins = msg.words[end] in _AND and end + 1 < n and (
+                    msg.words[end + 1] in lex.titles or msg.words[end + 1] in _MY
+                )
+                if not joins:
+                    break
             if end > start:
                 gap = msg.cleaned[msg.tokens[end - 1].end : msg.tokens[end].start]
                 if any(c in gap for c in ",;!?()") or ("." in gap and msg.words[end - 1] not in lex.titles):
@@ -423,6 +428,12 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
     for i in range(share_at, n):
         if msg.words[i] in lex.dative and i not in taken:
             return span_from(i)
+    # "share mri dr lee": a title after the verb starts the recipient
+    for i in range(share_at, n):
+        if msg.words[i] in lex.titles and i not in taken and i not in blocked:
+            span = span_from(i)
+            if span is not None:
+                return span
     # "give Dr Patel a link", "send my GP the MRI"
     verbs = sorted(m.end for m in msg.cues.get("share", []) + msg.cues.get("make", []))
     for first in verbs:
@@ -436,6 +447,7 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
     return None
 
 
+_AND = frozenset({"and", "und", "y", "и"})
 _MY = frozenset({"my", "mein", "meine", "meinen", "meinem", "mi", "mis", "мой", "моя", "мою", "мое", "мои", "моих"})
 _NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это",
                          "you", "dich", "ti", "тебя", "them", "us"})
@@ -641,8 +653,9 @@ def understand(text: str, today: dt.date) -> Understanding:
     if "recipient" in allowed and recipient_span is not None:
         recipient = _span_text(msg, *recipient_span)
         if recipient:
-            if recipient_span and msg.words[recipient_span[1] - 1] in lex.titles:
-                recipient += "."
+            last = msg.tokens[recipient_span[1] - 1]
+            if msg.words[recipient_span[1] - 1] in lex.titles and msg.cleaned[last.end : last.end + 1] == ".":
+                recipient += "."  # "share with Dr." keeps the title's full stop
             slots["recipient"] = recipient
     if intent == "share":
         alone = recipient_span is not None and any(
