@@ -654,7 +654,8 @@ def understand(text: str, today: dt.date) -> Understanding:
         recipient = _span_text(msg, *recipient_span)
         if recipient:
             last = msg.tokens[recipient_span[1] - 1]
-            if msg.words[recipient_span[1] - 1] in lex.titles and msg.cleaned[last.end : last.end + 1] == ".":
+            abbreviation = msg.words[recipient_span[1] - 1] in lex.titles and len(last.text) <= 4
+            if abbreviation and msg.cleaned[last.end : last.end + 1] == ".":
                 recipient += "."  # "share with Dr." keeps the title's full stop
             slots["recipient"] = recipient
     if intent == "share":
