@@ -164,7 +164,7 @@ class Glossary:
         # A closed-up form that two concepts share is ambiguous: leave it out.
         self._compact = {k: next(iter(ids)) for k, ids in compact.items() if len(ids) == 1}
         self._max_ngram = max((key.count(" ") + 1 for key in self._keys), default=1)
-        self._prefixes = set()
+        self._prefixes: set[str] = set()
         for key in self._keys:
             parts = key.split()
             for n in range(1, len(parts)):

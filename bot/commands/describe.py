@@ -7,8 +7,11 @@ contrast, slices, and what bright and dark mean. Never a diagnosis.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,17 +65,33 @@ def read_headers(paths: Iterator[Path]) -> tuple[list[Dataset], int]:
     return datasets, skipped
 
 
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """pydicom warns about every slightly malformed header, also when elements are first read;
+    the descriptions cope, so stderr stays for Lightbox's own messages."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print a plain description of each study found."""
     del settings
     path = Path(args.path)
     if not path.exists():
         raise CommandError(f"{args.path} does not exist.")
-    datasets, skipped = read_headers(dicom_files(path))
-    if not datasets:
-        what = "is not a DICOM file" if path.is_file() else "has no DICOM files"
-        raise CommandError(f"{args.path} {what}.")
-    studies = describe_datasets(datasets)
+    with quiet_pydicom():
+        datasets, skipped = read_headers(dicom_files(path))
+        if not datasets:
+            what = "is not a DICOM file" if path.is_file() else "has no DICOM files"
+            raise CommandError(f"{args.path} {what}.")
+        studies = describe_datasets(datasets)
     if args.json:
         print(json.dumps({"studies": [s.as_dict() for s in studies], "skipped_files": skipped}, indent=2))
         return 0

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bot.commands import CommandError
-from bot.commands.describe import dicom_files
+from bot.commands.describe import dicom_files, quiet_pydicom
 from bot.commands.explain import glossary_or_error
 from bot.settings import Settings
 from glossary.lookup import Glossary
 from glossary.reports import Report, ReportError, report_from_bytes
 
 MAX_REPORT_BYTES = 100 * 1024 * 1024
+REPORT_SUFFIXES = {".pdf", ".txt"}
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)")
 
 
@@ -45,6 +46,14 @@ def read_report(path: Path) -> Report:
     except OSError:
         raise ReportError("This file could not be opened.") from None
     return report_from_bytes(data)
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def report_dict(report: Report, glossary: Glossary) -> dict[str, Any]:
@@ -86,6 +95,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not path.exists():
         raise CommandError(f"{args.path} does not exist.")
     glossary = glossary_or_error()
+    with quiet_pydicom():
+        return _run(args, path, glossary)
+
+
+def _run(args: argparse.Namespace, path: Path, glossary: Glossary) -> int:
     if path.is_file():
         try:
             item = report_dict(read_report(path), glossary)
@@ -95,10 +109,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     items = []
     for file in dicom_files(path):
+        # In a study folder only DICOM objects and files named as reports count; notes and
+        # indexes lying beside the images are not reports.
+        if file.suffix.lower() not in REPORT_SUFFIXES and not _looks_like_dicom(file):
+            continue
         try:
             items.append(report_dict(read_report(file), glossary))
         except ReportError:
-            continue  # images and other files in a study folder are not reports
+            continue  # images in a study folder are not reports
     if not items:
         raise CommandError(f"no report (DICOM SR, PDF or text) was found in {args.path}.")
     if args.json:
