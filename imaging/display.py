@@ -159,6 +159,41 @@ def _lookup(values: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
     return table[index]
 
 
+# --- 0. per-frame attributes (enhanced multi-frame objects) --------------------------------
+
+_FRAME_GROUPS = {
+    "PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept", "RescaleType"),
+    "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction"),
+}
+
+
+def frame_attributes(ds: Dataset, frame: int) -> Dataset:
+    """``ds`` as seen by one frame of an enhanced multi-frame object: Rescale Slope/Intercept
+    from Pixel Value Transformation (0028,9145) and windows from Frame VOI LUT (0028,9132), in
+    the Shared (5200,9229) then Per-frame (5200,9230) Functional Groups, override the top level.
+    Other objects come back as they are."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not shared and not per_frame:
+        return ds
+    groups = [shared[0]] if shared else []
+    if per_frame and 0 <= frame < len(per_frame):
+        groups.append(per_frame[frame])
+    overrides = {}
+    for group in groups:
+        for sequence, keywords in _FRAME_GROUPS.items():
+            for item in group.get(sequence) or []:
+                for keyword in keywords:
+                    if keyword in item:
+                        overrides[keyword] = item[keyword]
+    if not overrides:
+        return ds
+    view = Dataset(ds)  # shallow: the top-level elements are shared, not copied
+    for element in overrides.values():
+        view[element.tag] = element
+    return view
+
+
 # --- 1. modality LUT -----------------------------------------------------------------------
 
 

@@ -126,7 +126,7 @@ def frame_to_uint8(
     frame: Frame, image: DicomImage, choice: WindowChoice | None = None
 ) -> tuple[np.ndarray, AppliedVoi | None]:
     """A decoded frame to an 8-bit grey or RGB picture (display pipeline only, no transforms)."""
-    ds = image.ds
+    ds = display.frame_attributes(image.ds, frame.index)
     choice = choice or WindowChoice()
     pixels = frame.pixels
     little = _little_endian(image)
@@ -223,7 +223,8 @@ def render(
     choice = window or WindowChoice()
     if region is not None and decoded.pixels.ndim == 2 and decoded.photometric != "PALETTE COLOR":
         # The automatic window is measured on the whole frame, so zooming does not change it.
-        choice = resolve_auto_window(decoded.pixels, image.ds, choice, _little_endian(image))
+        frame_ds = display.frame_attributes(image.ds, frame)
+        choice = resolve_auto_window(decoded.pixels, frame_ds, choice, _little_endian(image))
     if region is not None:
         # Crop the stored values first: the pipeline then only touches what is shown.
         decoded = Frame(crop(decoded.pixels, region), decoded.photometric, decoded.index)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from bot.cli import main
 from imaging.decode import decode_frame, open_image
-from imaging.display import stored_windows
+from imaging.display import frame_attributes, stored_windows
 from tests.imaging.corpus import corpus_files, short_name
 
 pytestmark = pytest.mark.dcmtk
@@ -32,6 +32,12 @@ def _dcmtk_options(path: Path) -> list[str]:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     if stored_windows(ds):
         return ["+Wi", "1"]
+    frame_windows = stored_windows(frame_attributes(ds, 0))
+    if frame_windows:
+        # Enhanced objects keep their window in the Functional Groups; dcmtk 3.6.7 applies the
+        # rescale from there but does not offer that window to +Wi ("only 0 window(s) in file"),
+        # so it gets the same numbers explicitly.
+        return ["+Ww", f"{frame_windows[0].center:g}", f"{frame_windows[0].width:g}"]
     if ds.get("VOILUTSequence"):
         return ["+Wl", "1"]
     return ["+Wm"]

@@ -228,3 +228,17 @@ def test_values_beyond_bits_stored_clamp_instead_of_wrapping() -> None:
     ds_signed = _ds(BitsStored=12, WindowCenter="0", WindowWidth="4096")
     out, _ = grey_to_uint8(signed, ds_signed, "MONOCHROME2", WindowChoice())
     assert out.tolist() == [[0, 255, 255, 0]]
+
+
+def test_enhanced_ct_window_and_rescale_come_from_the_functional_groups() -> None:
+    path = _file("eCT_Supplemental.dcm")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert "WindowCenter" not in ds and "RescaleIntercept" not in ds
+    frame_ds = display.frame_attributes(ds, 1)
+    assert float(frame_ds.WindowCenter) == 49 and float(frame_ds.RescaleIntercept) == -1024
+    from imaging.render import render
+
+    result = render(path, 1, max_size=0)
+    assert result.voi is not None and (result.voi.kind, result.voi.center, result.voi.width) == ("stored", 49, 102)
+    hu_window = render_frame(path, 1, WindowChoice.explicit(49, 102), max_size=0)
+    assert np.array_equal(result.pixels, hu_window)
