@@ -12,12 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
 from bot.commands import CommandError
 from bot.commands.describe import dicom_files, quiet_pydicom
 from bot.commands.explain import glossary_or_error
 from bot.settings import Settings
 from glossary.lookup import Glossary
-from glossary.reports import Report, ReportError, report_from_bytes
+from glossary.reports import Report, ReportError, is_report, report_from_bytes, report_from_dataset
 
 MAX_REPORT_BYTES = 100 * 1024 * 1024
 REPORT_SUFFIXES = {".pdf", ".txt"}
@@ -111,12 +114,16 @@ def _run(args: argparse.Namespace, path: Path, glossary: Glossary) -> int:
     for file in dicom_files(path):
         # In a study folder only DICOM objects and files named as reports count; notes and
         # indexes lying beside the images are not reports.
-        if file.suffix.lower() not in REPORT_SUFFIXES and not _looks_like_dicom(file):
-            continue
         try:
-            items.append(report_dict(read_report(file), glossary))
-        except ReportError:
-            continue  # images in a study folder are not reports
+            if _looks_like_dicom(file):
+                # Headers only: an image's pixels are never read just to learn it is not a report.
+                ds = dcmread(file, stop_before_pixels=True)
+                if is_report(ds):
+                    items.append(report_dict(report_from_dataset(ds), glossary))
+            elif file.suffix.lower() in REPORT_SUFFIXES:
+                items.append(report_dict(read_report(file), glossary))
+        except (ReportError, InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+            continue  # a damaged file in a study folder is passed over
     if not items:
         raise CommandError(f"no report (DICOM SR, PDF or text) was found in {args.path}.")
     if args.json:
