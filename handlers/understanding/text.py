@@ -43,9 +43,14 @@ _LAT_TO_CYR = {
     "Y": "У", "X": "Х",
 }
 _IS_CONTRACTIONS = frozenset({"what", "that", "it", "there", "here", "who", "where", "how", "he", "she", "this"})
+# Format (Cf) characters live in the Basic Multilingual Plane plus a few supplementary blocks (tags, shorthand
+# format controls, musical symbol formatting); scanning just those keeps import fast.
+_CF_RANGES = (range(0x10000), range(0x110B0, 0x110D0), range(0x13430, 0x13440), range(0x1BCA0, 0x1BCA4),
+              range(0x1D170, 0x1D180), range(0xE0000, 0xE0080))
 _INVISIBLE_TABLE: dict[int, str | None] = {
     code: None
-    for code in range(0x110000)
+    for block in _CF_RANGES
+    for code in block
     if unicodedata.category(chr(code)) == "Cf" or chr(code) in _INVISIBLE_EXTRA
 }
 _INVISIBLE_TABLE.update({ord(c): "'" for c in "’‘ʼ`´"})
