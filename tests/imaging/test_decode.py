@@ -213,3 +213,15 @@ def test_a_thousand_frames_never_sit_in_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert frame.pixels.shape == (128, 128)
     assert peak < 3 * frame_bytes + 1_000_000, peak
+
+
+def test_missing_transfer_syntax_is_read_as_the_parser_finds_it(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_file("MR_small_implicit.dcm"))
+    expected = ds.pixel_array
+    del ds.file_meta.TransferSyntaxUID
+    path = tmp_path / "no_ts.dcm"
+    pydicom.dcmwrite(path, ds, implicit_vr=True, little_endian=True)
+    assert "TransferSyntaxUID" not in pydicom.dcmread(path, stop_before_pixels=True).file_meta
+    image = open_image(path)
+    assert image.transfer_syntax == "1.2.840.10008.1.2"
+    assert np.array_equal(decode_frame(image).pixels, expected)
