@@ -202,12 +202,12 @@ _LONGEST_CUE = 6
 
 
 def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
-    """An explain request: ("term", text, ...), ("describe", None, ...), ("diagnosis", None, ...), or None.
+    """An explain request: ``(kind, term, start, end)`` with kind "term", "describe" or "diagnosis", or None.
 
-    The last two items are the token span after the opening (where the term was looked for).
-
-    The term is what follows "what does"/"explain"/"was bedeutet"/"qué significa"/"что значит" (or, more
-    cautiously, "what is"), minus articles and trailing words like "mean" or "sequence".
+    The term is what follows "explain"/"what does ... mean"/"was bedeutet"/"qué significa"/"что значит" (or,
+    more cautiously, "what is"), minus articles and trailing words like "mean" or "sequence"; ``start``/``end``
+    is its token span. A term pointing at the screen ("this image") makes it "describe"; the patient's own
+    health in it ("what is wrong with me") makes it "diagnosis".
     """
     strong = [m for m in msg.cues.get("explain_strong", []) if m.start <= 3]
     if msg.cues.get("term_tail") and any(
@@ -359,13 +359,9 @@ def other_person(msg: _Message, exclude: set[int]) -> bool:
                 return True
         if word in lex.genitive_my and i + 1 < n and msg.words[i + 1] in lex.others and i + 1 not in exclude:
             return True
-        if token.text[:1].islower() or token.text[:1].isupper():
-            # Russian genitive relatives: "МРТ жены", "снимки мамы"
-            if word in lex.others and not word.isascii() and word.endswith(("ы", "а", "и")) and i not in exclude:
-                if word in {"жены", "мужа", "сына", "дочери", "дочки", "мамы", "матери", "отца", "папы", "брата",
-                            "сестры", "ребенка", "друга", "подруги", "бабушки", "дедушки", "соседа",
-                            "соседки", "коллеги", "детей", "родителей"}:
-                    return True
+        # Russian relatives in the genitive: "МРТ жены", "снимки мамы" (the lexicon lists only those forms)
+        if not word.isascii() and word in lex.others:
+            return True
     return False
 
 
@@ -504,7 +500,7 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
     privacy_who = [m for m in msg.cues.get("privacy", []) if msg.words[m.start] in ("who", "wer", "quien", "кто")]
     if privacy_who:
         return "privacy", None
-    if has("activity") or (has("who") and has("viewed")):
+    if has("activity"):
         return "activity", None
     if has("privacy") and not (sharing_words and study_mentioned):
         return "privacy", None
