@@ -99,7 +99,7 @@ def serve(folder: Path, url: str, port: int) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def drive(base: str, token: str, urls: list[str], clients: int, duration: float | None) -> tuple[

@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from share.links import Clock, LinkState, find_link, link_state
+from share.events import EventBuffer
+from share.links import Clock, LinkState, Scope, find_link, link_scope, link_state
 from share.ratelimit import FailureLimiter
 from share.render import ImageCache
 from store.db import transaction
@@ -84,11 +85,37 @@ class ViewerContext:
     # Failure pages take at least this long, so timing does not tell whether a token existed.
     failure_floor: float = 0.05
     cache: ImageCache = field(default_factory=ImageCache)
+    events: EventBuffer | None = None
+    # How long a link's scope (which studies and series it reaches) is reused; the link itself is re-read
+    # on every request, so revocation and expiry still take effect at once.
+    scope_ttl: float = 5.0
+    _scopes: dict[tuple[int, int, str, bool], tuple[float, Scope]] = field(default_factory=dict)
     templates: Environment = field(
         default_factory=lambda: Environment(
             loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"])
         )
     )
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = EventBuffer(self.sessions)
+
+    def scope(self, session: Session, link: ShareLink) -> Scope:
+        """The link's scope, reused for ``scope_ttl`` seconds (bounded: at most 1,000 links remembered)."""
+        key = (link.id, link.study_id, link.series_scope, link.include_priors)
+        now = time.monotonic()
+        hit = self._scopes.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        scope = link_scope(session, link)
+        if len(self._scopes) >= 1000:
+            self._scopes.clear()
+        self._scopes[key] = (now + self.scope_ttl, scope)
+        return scope
+
+    def flush_events(self) -> int:
+        """Write buffered image-view events now."""
+        return self.events.flush() if self.events is not None else 0
 
     # ------------------------------------------------------------ pages
 

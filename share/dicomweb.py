@@ -335,8 +335,7 @@ async def rendered(request: Request) -> Response:
     req = render_request_from(request, frame, default_size=2048)
     if "image/png" in request.headers.get("accept", "") and "image/jpeg" not in request.headers.get("accept", ""):
         req = type(req)(req.frame, req.size, req.center, req.width, req.preset, "png")
-    work = scoped_instance_work(p["study"], p["series"], p["sop"], "share_view", f"frame {frame} dicomweb",
-                                ctx.now())
+    work = scoped_instance_work(ctx, p["study"], p["series"], p["sop"], f"frame {frame} dicomweb", ctx.now())
 
     def admitted(session: Session, link: ShareLink, scope: LinkScope) -> Any:
         return work(session, link)

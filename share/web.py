@@ -16,6 +16,7 @@ Every response carries the security headers of :data:`share.context.SECURITY_HEA
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from share import dicomweb, download
 from share.context import HERE, SECURITY_HEADERS, FileSource, Notifier, ViewerContext
+from share.events import PendingView
 from share.links import (
     MAX_CODE_ATTEMPTS,
     LinkState,
@@ -45,7 +47,6 @@ from share.links import (
     count_open,
     instances_in_order,
     link_scope,
-    record_event,
 )
 from share.links import (
     Scope as LinkScope,
@@ -338,17 +339,20 @@ async def send_picture(ctx: ViewerContext, instance: Instance, storage_key: str,
     return Response(picture.data, media_type="image/png" if req.fmt == "png" else "image/jpeg", headers=headers)
 
 
-def scoped_instance_work(study_uid: str, series_uid: str, sop_uid: str, action: str, detail: str,
+def scoped_instance_work(ctx: ViewerContext, study_uid: str, series_uid: str, sop_uid: str, detail: str,
                          now: datetime) -> Callable[[Session, ShareLink], tuple[Instance, str] | None]:
-    """A lookup of one instance inside the link's scope that records an access event when found."""
+    """A lookup of one instance inside the link's scope that buffers an image-view event when found."""
 
     def work(session: Session, link: ShareLink) -> tuple[Instance, str] | None:
-        found = find_scoped_instance(session, link_scope(session, link), study_uid, series_uid, sop_uid)
+        found = find_scoped_instance(session, ctx.scope(session, link), study_uid, series_uid, sop_uid)
         if found is None or not found[2].storage_key:
             return None
         study, series, instance = found
-        record_event(session, link, action, at=now, study_id=study.id, series_id=series.id,
-                     instance_id=instance.id, detail=detail)
+        assert ctx.events is not None
+        due = ctx.events.add(PendingView(link.patient_id, link.id, link.public_id, now, study.id, series.id,
+                                         instance.id, detail))
+        if due:
+            ctx.events.flush()
         return instance, str(instance.storage_key)
 
     return work
@@ -360,7 +364,7 @@ async def image(request: Request) -> Response:
     p = request.path_params
     frame = int(p["frame"])
     req = render_request_from(request, frame)
-    work = scoped_instance_work(p["study"], p["series"], p["sop"], "share_view", f"frame {frame}", ctx.now())
+    work = scoped_instance_work(ctx, p["study"], p["series"], p["sop"], f"frame {frame}", ctx.now())
     result, failure = await ctx.resolve(request, _token(request), work)
     if failure is not None:
         return failure
@@ -376,7 +380,7 @@ async def thumbnail(request: Request) -> Response:
     p = request.path_params
 
     def work(session: Session, link: ShareLink) -> tuple[Instance, str, int] | None:
-        scope = link_scope(session, link)
+        scope = ctx.scope(session, link)
         study = scope.study_by_uid(p["study"])
         series = scope.series_by_uid(study, p["series"]) if study is not None else None
         if series is None:
@@ -443,8 +447,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def write_events() -> None:
+            while True:
+                await asyncio.sleep(ctx.events.max_delay if ctx.events else 0.5)
+                await run_in_threadpool(ctx.flush_events)
+
+        writer = asyncio.create_task(write_events())
         log.info("share viewer ready")
-        yield
+        try:
+            yield
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await run_in_threadpool(ctx.flush_events)
 
     routes: list[Any] = [
         Route("/healthz", health),

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -87,6 +88,7 @@ class ShareWorld:
     prior_study: str = ""
     other_part_study: str = ""
     stranger_study: str = ""
+    app: Any = None
 
     def share(self, **kwargs: object) -> CreatedShare:
         """Create a link to the main study (options as :func:`share.links.create_share`)."""
@@ -171,11 +173,12 @@ def app(world: ShareWorld, notified: Notified):  # type: ignore[no-untyped-def]
     async def first(public_id: str) -> None:
         notified.first_open.append(public_id)
 
-    return create_app(
+    world.app = create_app(
         world.sessions, world.files, public_url="http://testserver", secret_key=b"k" * 32,
         clock=world.clock, on_first_open=first, on_locked=notified.locked.append,
         limiter=FailureLimiter(max_failures=10, window=60), failure_floor=0.02,
     )
+    return world.app
 
 
 @pytest.fixture
@@ -193,3 +196,9 @@ def pixels_of(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the Chromium tests last: the session's sync Playwright keeps an event loop running in the main
+    thread, after which pytest-asyncio cannot start one for an async test."""
+    items.sort(key=lambda item: item.get_closest_marker("chromium") is not None)

@@ -34,6 +34,8 @@ def assert_security_headers(response: httpx.Response) -> None:
 
 
 def events(world: ShareWorld, action: str | None = None) -> list[AccessEvent]:
+    if world.app is not None:
+        world.app.state.viewer.flush_events()  # image views are written in batches
     with world.sessions() as session:
         query = select(AccessEvent).where(AccessEvent.actor_kind == "share")
         if action:
