@@ -5,8 +5,9 @@ tells how the pictures were made (kind of scan, body part, date, plane, MR weigh
 contrast, slices) and what bright and dark mean on that kind of picture, and it always
 ends by pointing to the radiologist's report and the patient's doctor.
 
-Input is a pydicom ``Dataset`` or any mapping from DICOM keywords to values (for example
-a database row: ``{"Modality": "MR", "SeriesDescription": "AX T2 FLAIR", ...}``).
+Input is a pydicom ``Dataset``, any mapping from DICOM keywords to values (for example
+a database row: ``{"Modality": "MR", "SeriesDescription": "AX T2 FLAIR", ...}``), or an
+object with attributes of those names.
 Each stage is one small function naming the attributes it reads.
 """
 
@@ -268,10 +269,16 @@ class StudyDescription:
 
 
 def _get(source: Any, keyword: str) -> Any:
-    """Value of ``keyword`` in a Dataset or mapping, or None (pydicom elements are unwrapped)."""
+    """Value of ``keyword`` in a Dataset, a mapping or an object with that attribute, or None.
+
+    pydicom elements are unwrapped; a value pydicom cannot parse counts as missing.
+    """
     try:
-        value = source.get(keyword) if isinstance(source, Mapping) or hasattr(source, "get") else None
-    except (KeyError, TypeError, ValueError, AttributeError):
+        if isinstance(source, Mapping) or hasattr(source, "get"):
+            value = source.get(keyword)
+        else:
+            value = getattr(source, keyword, None)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return None
     if value is not None and hasattr(value, "value") and hasattr(value, "tag"):
         value = value.value

@@ -189,3 +189,15 @@ def test_empty_and_junk_attributes_do_not_crash() -> None:
 
 def test_plain_date() -> None:
     assert plain_date(datetime.date(2024, 3, 3)) == "3 March 2024"
+
+
+def test_objects_with_keyword_attributes_are_read_too() -> None:
+    class Row:
+        Modality = "CT"
+        SeriesDescription = "CT HEAD WO CONTRAST"
+        BodyPartExamined = "HEAD"
+        SliceThickness = "5"
+        NumberOfSeriesRelatedInstances = 32
+
+    facts = describe_series(Row()).facts
+    assert (facts.kind, facts.body_part, facts.contrast, facts.slice_count) == ("CT scan", "head", False, 32)
