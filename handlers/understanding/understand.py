@@ -209,21 +209,30 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
     is its token span. A term pointing at the screen ("this image") makes it "describe"; the patient's own
     health in it ("what is wrong with me") makes it "diagnosis".
     """
-    strong = [m for m in msg.cues.get("explain_strong", []) if m.start <= 3]
-    if msg.cues.get("term_tail") and any(
-        m.end == len(msg.words) and msg.words[m.start] in _MEAN_WORDS for m in msg.cues["term_tail"]
-    ):
-        strong += [m for m in msg.cues.get("explain_mean", []) if m.start <= 3]
-    weak = [m for m in msg.cues.get("explain_weak", []) if m.start <= 2]
+    starts, ends = _clauses(msg)
+
+    def near_start(m: Match, slack: int) -> bool:
+        return m.start - starts[m.start] <= slack
+
+    strong = [m for m in msg.cues.get("explain_strong", []) if near_start(m, 3)]
+    strong += [
+        m
+        for m in msg.cues.get("explain_mean", [])
+        if near_start(m, 3)
+        and any(t.end == ends[m.start] and msg.words[t.start] in _MEAN_WORDS for t in msg.cues.get("term_tail", []))
+    ]
+    weak = [m for m in msg.cues.get("explain_weak", []) if near_start(m, 2)]
     for kind, matches in (("strong", strong), ("weak", weak)):
         if not matches:
             continue
-        opening = max(matches, key=lambda m: (m.end, -m.start))
-        start, end = _strip_cues(msg, opening.end, len(msg.words), "term_lead", "term_tail")
+        opening = min(matches, key=lambda m: (m.start, -m.end))
+        opening = max((m for m in matches if m.start == opening.start), key=lambda m: m.end)
+        clause_end = ends[opening.start]
+        start, end = _strip_cues(msg, opening.end, clause_end, "term_lead", "term_tail")
         if start >= end:
-            if kind == "strong" and opening.end < len(msg.words):
+            if kind == "strong" and opening.end < clause_end:
                 # "explain this to me" trims to nothing after "this"
-                return ("describe", None, opening.end, len(msg.words))
+                return ("describe", None, opening.end, clause_end)
             continue
         term_words = msg.words[start:end]
         lex = msg.lex
@@ -253,6 +262,25 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
             continue
         return ("term", term, start, end)
     return None
+
+
+def _clauses(msg: _Message) -> tuple[list[int], list[int]]:
+    """For each word, where its sentence starts and ends (token indices), split at . ? ! ; and line breaks."""
+    n = len(msg.words)
+    starts = [0] * n
+    ends = [n] * n
+    current = 0
+    for i in range(1, n):
+        gap = msg.cleaned[msg.tokens[i - 1].end : msg.tokens[i].start]
+        if any(c in gap for c in ".?!;\n") and not (msg.words[i - 1] in msg.lex.titles and gap.strip() == "."):
+            current = i
+        starts[i] = current
+    nxt = n
+    for i in range(n - 1, -1, -1):
+        ends[i] = nxt
+        if starts[i] == i:
+            nxt = i
+    return starts, ends
 
 
 _MEAN_WORDS = frozenset({"mean", "means", "meaning", "stand", "stands"})
