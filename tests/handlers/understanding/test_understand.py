@@ -263,3 +263,27 @@ def test_understanding_does_not_need_the_glossary(monkeypatch: pytest.MonkeyPatc
     assert u("Effusion?") == ("unknown", {})
     assert u("what is pleural effusion") == ("explain_term", {"term": "pleural effusion"})
     assert u("was bedeutet Erguss") == ("explain_term", {"term": "Erguss"})
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "slots"),
+    [
+        ("Hi. What is a disc bulge? Thanks!", "explain_term", {"term": "disc bulge"}),
+        ("what does meniscus tear mean? my doctor said it", "explain_term", {"term": "meniscus tear"}),
+        ("what's the score of the game", "unknown", {}),
+        ("what is the weather today", "unknown", {}),
+        ("share my mri with dr lee and dr kim", "share", {"modality": "MR", "recipient": "dr lee and dr kim"}),
+        ("share mri dr lee", "share", {"modality": "MR", "recipient": "dr lee"}),
+        ("share my mri with my doctor.", "share", {"modality": "MR", "recipient": "my doctor"}),
+        ("create a share link for my latest ultrasound", "share", {"modality": "US", "which": "latest"}),
+        (
+            "I had a bad fall last year, show me my knee MRI",
+            "show_study",
+            {"modality": "MR", "body_part": "knee", "which": {"year": 2025}},
+        ),
+        ("показать МРТ Марии", "unknown", {}),
+        ("Zeig mir Marias MRT", "unknown", {}),
+    ],
+)
+def test_sentences_recipients_and_names(text: str, intent: str, slots: dict[str, Any]) -> None:
+    assert u(text) == (intent, slots)
