@@ -560,6 +560,29 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
     return "unknown", "not_understood"
 
 
+def _owner_of_link(msg: _Message, taken: set[int]) -> tuple[int, int] | None:
+    """Whose link to revoke, named with a title: "the link of Dr. Müller", "el acceso del Dr. García",
+    "доступ у доктора Иванова"."""
+    lex = msg.lex
+    n = len(msg.words)
+    for i in range(1, n):
+        if msg.words[i] in lex.titles and msg.words[i - 1] in _OWNER_PREPOSITIONS and i not in taken:
+            end = i + 1
+            while end < n and end not in taken and msg.words[end] not in lex.recipient_stop and end - i < 4:
+                gap = msg.cleaned[msg.tokens[end - 1].end : msg.tokens[end].start]
+                if any(c in gap for c in ",;!?()") or ("." in gap and msg.words[end - 1] not in lex.titles):
+                    break
+                if not msg.tokens[end].text[:1].isupper() and msg.words[end - 1] not in lex.titles:
+                    break
+                end += 1
+            if end > i + 1:
+                return i, end
+    return None
+
+
+_OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", "для", "fur", "for", "para"})
+
+
 def _is_send_me(msg: _Message, match: Match) -> bool:
     """"send me my MRI" asks to be shown it, not to share it."""
     return (match.end < len(msg.words) and msg.words[match.end] in ("me", "mir", "me", "мне")) or any(
@@ -640,6 +663,8 @@ def understand(text: str, today: dt.date) -> Understanding:
         if span is not None and msg.words[span[0] - 1] in ("with", "mit", "con", "с", "со", "for", "fur", "para",
                                                             "для", "to", "an"):
             recipient_span = span
+        else:
+            recipient_span = _owner_of_link(msg, ref_tokens)
 
     if intent in ("show_study", "list_studies", "compare", "share", "describe_current", "activity",
                   "revoke_share"):
