@@ -169,8 +169,13 @@ class Glossary:
             parts = key.split()
             for n in range(1, len(parts)):
                 self._prefixes.add(" ".join(parts[:n]))
-        self._fuzzy_keys = list(self._keys)
-        self._fuzzy_ids = [self._keys[k] for k in self._fuzzy_keys]
+        # Names by length: a name can only be k edits away from a query whose length differs by <= k,
+        # so fuzzy matching looks at a few short lists instead of every name.
+        self._by_length: dict[int, tuple[list[str], list[str]]] = {}
+        for key, cid in self._keys.items():
+            bucket = self._by_length.setdefault(len(key), ([], []))
+            bucket[0].append(key)
+            bucket[1].append(cid)
         self._canon_cache: dict[str, str] = {}
 
     # -- normalising ---------------------------------------------------------------------------
@@ -274,20 +279,15 @@ class Glossary:
                 continue
             allowed = allowed_edits(len(cand.replace(" ", "")))
             if allowed:
-                for _choice, edits, index in process.extract(
-                    cand, self._fuzzy_keys, scorer=OSA.distance, score_cutoff=allowed, limit=5
-                ):
-                    cid = self._fuzzy_ids[index]
+                for cid, edits in self._nearest(cand, len(cand) - allowed, len(cand) + allowed, allowed):
                     rank = (int(edits), -n_words)
                     if rank < near.get(cid, (99, 0)):
                         near[cid] = rank
             if n_words > 1 and cand != " ".join(content[:_MAX_FUZZY_TOKENS]):
                 continue  # "did you mean" comes from the whole question and its single words
-            for _choice, score, index in process.extract(
-                cand, self._fuzzy_keys, scorer=fuzz.ratio, limit=5, score_cutoff=FUZZY_SUGGEST
-            ):
-                cid = self._fuzzy_ids[index]
-                ratios[cid] = max(ratios.get(cid, 0.0), float(score))
+            # A ratio of 62 or more needs the other name to be between 0.45 and 2.2 times as long.
+            for cid, score in self._similar(cand, int(len(cand) * 0.45), int(len(cand) * 2.23) + 1):
+                ratios[cid] = max(ratios.get(cid, 0.0), score)
         ranked_near = sorted(near.items(), key=lambda kv: kv[1])
         order = [cid for cid, _ in ranked_near]
         order += [cid for cid, _ in sorted(ratios.items(), key=lambda kv: -kv[1]) if cid not in near]
@@ -300,6 +300,28 @@ class Glossary:
                 )
                 return result, -best[1]
         return LookupResult(query=" ".join(words), match="none", suggestions=suggestions), 0
+
+    def _nearest(self, cand: str, shortest: int, longest: int, allowed: int) -> Iterable[tuple[str, float]]:
+        """(concept id, edits) of names of length ``shortest``..``longest`` within ``allowed`` edits."""
+        for length in range(max(1, shortest), longest + 1):
+            bucket = self._by_length.get(length)
+            if bucket is None:
+                continue
+            for _choice, edits, index in process.extract(
+                cand, bucket[0], scorer=OSA.distance, score_cutoff=allowed, limit=5
+            ):
+                yield bucket[1][index], edits
+
+    def _similar(self, cand: str, shortest: int, longest: int) -> Iterable[tuple[str, float]]:
+        """(concept id, ratio) of names of length ``shortest``..``longest`` with ratio >= FUZZY_SUGGEST."""
+        for length in range(max(1, shortest), longest + 1):
+            bucket = self._by_length.get(length)
+            if bucket is None:
+                continue
+            for _choice, score, index in process.extract(
+                cand, bucket[0], scorer=fuzz.ratio, limit=5, score_cutoff=FUZZY_SUGGEST
+            ):
+                yield bucket[1][index], float(score)
 
     def suggest(self, query: str, limit: int = MAX_SUGGESTIONS) -> tuple[Concept, ...]:
         """Up to ``limit`` concepts whose names look like ``query`` ("did you mean")."""
