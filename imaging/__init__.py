@@ -5,8 +5,8 @@ Public API (import from the submodules named; the most used are re-exported here
 ``imaging.encode.encode``)
 
 Rendering (:mod:`imaging.render`)
-    ``render_frame(src, frame=0, window=None, *, rotate_degrees=0, flip_direction=None,
-    invert_output=False, zoom=None, max_size=1280, overlay=None, max_pixels=...) -> np.ndarray``
+    ``render_frame(src, frame=0, window=None, *, rotate=0, flip=None,
+    invert=False, zoom=None, max_size=1280, overlay=None, max_pixels=...) -> np.ndarray``
         One frame to a ``uint8`` array, (rows, columns) grey or (rows, columns, 3) RGB. ``src`` is
         a path, a pydicom ``Dataset`` or an opened :class:`DicomImage`. ``frame`` is 0-based.
         ``max_size`` is the long side in pixels (0 = native). ``zoom`` is a normalised

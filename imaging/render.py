@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
-from imaging import display
+from imaging import display, transforms
 from imaging.decode import DEFAULT_MAX_PIXELS, DicomImage, Frame, decode_frame, lenient_int, open_image
 from imaging.display import AppliedVoi, WindowChoice
 from imaging.encode import CHAT_BYTE_BUDGET, encode_within
@@ -28,9 +28,6 @@ from imaging.transforms import (
     View,
     crop,
     fit,
-    flip,
-    invert,
-    rotate,
     telegram_safe,
     validate_region,
 )
@@ -165,9 +162,9 @@ def render_frame(
     frame: int = 0,
     window: WindowChoice | None = None,
     *,
-    rotate_degrees: int = 0,
-    flip_direction: str | None = None,
-    invert_output: bool = False,
+    rotate: int = 0,
+    flip: str | None = None,
+    invert: bool = False,
     zoom: Region | None = None,
     max_size: int = CHAT_PREVIEW_SIZE,
     overlay: Overlay | None = None,
@@ -181,9 +178,9 @@ def render_frame(
         src,
         frame,
         window,
-        rotate_degrees=rotate_degrees,
-        flip_direction=flip_direction,
-        invert_output=invert_output,
+        rotate=rotate,
+        flip=flip,
+        invert=invert,
         zoom=zoom,
         max_size=max_size,
         overlay=overlay,
@@ -196,9 +193,9 @@ def render(
     frame: int = 0,
     window: WindowChoice | None = None,
     *,
-    rotate_degrees: int = 0,
-    flip_direction: str | None = None,
-    invert_output: bool = False,
+    rotate: int = 0,
+    flip: str | None = None,
+    invert: bool = False,
     zoom: Region | None = None,
     max_size: int = CHAT_PREVIEW_SIZE,
     overlay: Overlay | None = None,
@@ -207,16 +204,16 @@ def render(
     """Decode frame ``frame`` of ``src`` and make a picture of it.
 
     ``window``: a :class:`WindowChoice` (default: first stored window, else VOI LUT, else auto).
-    ``rotate_degrees`` (clockwise, multiple of 90), ``flip_direction`` (``"h"``/``"v"``, after the
+    ``rotate`` (degrees clockwise, a multiple of 90), ``flip`` (``"h"``/``"v"``, after the
     rotation), ``zoom`` (normalised x, y, w, h of the rotated picture), ``max_size`` (long side in
-    pixels, 0 = native), ``invert_output`` (negative), ``overlay`` (drawn last, on the output).
+    pixels, 0 = native), ``invert`` (negative), ``overlay`` (drawn last, on the output).
     Raises a :class:`imaging.errors.RenderError` subclass for anything it cannot show.
     """
-    if rotate_degrees % 90:
+    if rotate % 90:
         raise ValueError("rotation must be a multiple of 90 degrees")
-    if flip_direction not in (None, "h", "v"):
+    if flip not in (None, "h", "v"):
         raise ValueError("flip must be 'h' or 'v'")
-    view = View(rotate=rotate_degrees % 360, flip=flip_direction, zoom=validate_region(zoom) if zoom else None)
+    view = View(rotate=rotate % 360, flip=flip, zoom=validate_region(zoom) if zoom else None)
     image = as_image(src, max_pixels)
     decoded = decode_frame(image, frame)
     region = view.source_region()
@@ -229,12 +226,12 @@ def render(
         # Crop the stored values first: the pipeline then only touches what is shown.
         decoded = Frame(crop(decoded.pixels, region), decoded.photometric, decoded.index)
     pixels, applied = frame_to_uint8(decoded, image, choice)
-    pixels = rotate(pixels, view.rotate)
+    pixels = transforms.rotate(pixels, view.rotate)
     if view.flip:
-        pixels = flip(pixels, view.flip)
+        pixels = transforms.flip(pixels, view.flip)
     pixels = fit(pixels, max_size)
-    if invert_output:
-        pixels = invert(pixels)
+    if invert:
+        pixels = transforms.invert(pixels)
     if overlay is not None:
         pixels = overlay(pixels, view)
     return Rendered(pixels=pixels, voi=applied, frame=frame, frames=image.frames, view=view)
@@ -251,7 +248,7 @@ def telegram_photo_bytes(
 ) -> bytes:
     """A JPEG ready for sendPhoto: long side ``max_size``, w + h <= 10000, aspect <= 20, small.
 
-    ``options`` are :func:`render_frame`'s keyword arguments (rotate_degrees, flip_direction, ...).
+    ``options`` are :func:`render_frame`'s keyword arguments (rotate, flip, invert, zoom, ...).
     """
     pixels = render_frame(src, frame, window, max_size=max_size, **options)  # type: ignore[arg-type]
     return photo_bytes(pixels, budget)

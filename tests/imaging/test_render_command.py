@@ -39,8 +39,8 @@ def test_all_the_options(tmp_path: Path) -> None:
         assert pic.format == "JPEG"
         assert pic.size == (32, 64)  # half the width of the rotated 64x64 frame; never upscaled
         pixels = np.asarray(pic).astype(float)
-    expected = render_frame(_file("emri_small.dcm"), 3, WindowChoice.explicit(600, 1200), rotate_degrees=90,
-                            flip_direction="h", invert_output=True, zoom=(0, 0, 0.5, 1), max_size=200)
+    expected = render_frame(_file("emri_small.dcm"), 3, WindowChoice.explicit(600, 1200), rotate=90,
+                            flip="h", invert=True, zoom=(0, 0, 0.5, 1), max_size=200)
     assert pixels.shape == expected.shape and np.abs(pixels - expected).mean() < 3
 
 

@@ -56,9 +56,9 @@ def test_view_maps_original_points_onto_the_output() -> None:
 
 def test_zoom_region_of_the_rotated_picture_is_cut_from_the_right_place() -> None:
     path = _file("CT_small.dcm")
-    full = render_frame(path, rotate_degrees=90, max_size=0)
+    full = render_frame(path, rotate=90, max_size=0)
     region = (0.5, 0.25, 0.5, 0.5)
-    zoomed = render_frame(path, rotate_degrees=90, zoom=region, max_size=0)
+    zoomed = render_frame(path, rotate=90, zoom=region, max_size=0)
     expected = transforms.crop(full, region)
     assert zoomed.shape == expected.shape
     assert np.array_equal(zoomed, expected)
@@ -130,6 +130,6 @@ def test_overlay_runs_last_on_the_output() -> None:
         out[0, 0] = 255
         return out
 
-    result = render(_file("CT_small.dcm"), rotate_degrees=90, max_size=64, overlay=overlay)
+    result = render(_file("CT_small.dcm"), rotate=90, max_size=64, overlay=overlay)
     assert seen == [((64, 64), View(rotate=90))]
     assert result.pixels[0, 0] == 255
