@@ -78,3 +78,23 @@ def test_bad_options_are_one_friendly_line(tmp_path: Path, capsys: pytest.Captur
     assert "--zoom must be 4 numbers" in capsys.readouterr().err
     assert main(["render", str(_file("CT_small.dcm")), "--out", str(tmp_path / "x.png"), "--window", "40"]) == 1
     assert "--window must be 2 numbers" in capsys.readouterr().err
+
+
+def test_float_pixel_data_renders_with_an_automatic_window(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.30", generate_uid(), "MR"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 8, 16, 1, "MONOCHROME2"
+    ds.BitsAllocated = 32
+    ramp = np.tile(np.linspace(-1.5, 2.5, 16, dtype=np.float32), (8, 1))
+    ds.FloatPixelData = ramp.tobytes()
+    path = tmp_path / "float.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    out = render_frame(path, max_size=0)
+    assert out.shape == (8, 16)
+    assert out[0, 0] == 0 and out[0, -1] == 255 and np.all(np.diff(out[0].astype(int)) > 0)
