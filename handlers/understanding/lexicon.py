@@ -1,4 +1,4 @@
-"""The lexicon: the TOML files under ``lexicon/`` turned into phrase matchers and a typo corrector.
+"""The lexicon: the TOML files under ``data/`` turned into phrase matchers and a typo corrector.
 
 Phrases are token sequences; a token ending in ``*`` matches any word starting with that stem. Matching is a
 dictionary lookup per word (plus one lookup per prefix length for stems), so it stays linear in the message.
@@ -127,7 +127,7 @@ class Matcher:
 
 
 def _read(name: str) -> dict[str, Any]:
-    data = resources.files("handlers.understanding").joinpath("lexicon").joinpath(name).read_bytes()
+    data = resources.files("handlers.understanding").joinpath("data").joinpath(name).read_bytes()
     return tomllib.loads(data.decode("utf-8"))
 
 

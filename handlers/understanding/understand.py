@@ -2,7 +2,7 @@
 
 Stages, each a small function: clean and tokenise (``text``), correct typos against the lexicon, find the
 cues, the modality, body part and study references (``dates``), decide the intent, then read the slots that
-intent takes. Everything is offline and table-driven; the words live in ``lexicon/*.toml``.
+intent takes. Everything is offline and table-driven; the words live in ``data/*.toml``.
 
 What the conversation gets back (:class:`Understanding`):
 

@@ -49,7 +49,7 @@ CANONICAL_BODY_PARTS = {
 
 def _toml(name: str) -> dict:
     return tomllib.loads(
-        resources.files("handlers.understanding").joinpath("lexicon").joinpath(name).read_text("utf-8")
+        resources.files("handlers.understanding").joinpath("data").joinpath(name).read_text("utf-8")
     )
 
 

@@ -1,0 +1,1 @@
+"""Lexicon data files (TOML) for handlers.understanding; a package so installs ship them."""

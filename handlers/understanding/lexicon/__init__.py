@@ -1,1 +1,0 @@
-"""Lexicon data files (TOML) for handlers.understanding; a package so packaging ships them."""
