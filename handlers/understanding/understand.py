@@ -415,7 +415,7 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
     def span_from(start: int) -> tuple[int, int] | None:
         end = start
         while end < n:
-            if end > start and end in taken:
+            if end > start and (end in taken or msg.words[end].isdigit()):
                 break
             if end > start and msg.words[end] in lex.recipient_stop:
                 # "Dr Lee and Dr Kim" is one list of people; "and" before anything else ends it
