@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -465,12 +465,11 @@ def _load_patients(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[s
 def _record_batch(
     session: Session, filestore: FileStore, batch: list[_Staged], patient_hint: str | None
 ) -> _Outcome:
-    """Rows for one batch of stored files, inside the caller's transaction."""
+    """Rows for one batch of stored files, inside the caller's transaction (one flush for the batch)."""
     out = _Outcome()
     keys = {patient_key(s.meta, patient_hint) for s in batch}
     patients = _load_patients(session, keys)
     new_patient_ids: set[int] = set()
-
     studies = {
         s.study_uid: s
         for s in session.scalars(select(Study).where(Study.study_uid.in_({s.meta.study_uid for s in batch})))
@@ -485,8 +484,11 @@ def _record_batch(
             select(Instance).where(Instance.sop_instance_uid.in_({s.meta.sop_instance_uid for s in batch}))
         )
     }
-    touched_series: set[int] = set()
-    touched_studies: set[int] = set()
+    # Rows created in this batch are not flushed yet (no ids): their owners are tracked by object.
+    new_series_study: dict[str, Study] = {}
+    new_instances: dict[str, tuple[str, Series]] = {}
+    touched_series: set[Series] = set()
+    touched_studies: set[Study] = set()
 
     def conflict(staged: _Staged, kind: str, detail: str) -> None:
         out.conflicts.append(Conflict(kind, staged.name, staged.meta.sop_instance_uid, detail, staged.stored.key))
@@ -521,13 +523,12 @@ def _record_batch(
                 description=meta.study_description,
             )
             session.add(study)
-            session.flush()
             studies[meta.study_uid] = study
             out.studies_created.add(meta.study_uid)
         series = series_map.get(meta.series_uid)
         if series is None:
             series = Series(
-                study_id=study.id,
+                study=study,
                 series_uid=meta.series_uid,
                 modality=meta.modality,
                 series_number=meta.series_number,
@@ -538,19 +539,29 @@ def _record_batch(
                 slice_thickness=meta.slice_thickness,
             )
             session.add(series)
-            session.flush()
             series_map[meta.series_uid] = series
+            new_series_study[meta.series_uid] = study
             out.series_created.add(meta.series_uid)
-        elif series.study_id != study.id:
+        elif _series_elsewhere(series, study, new_series_study.get(meta.series_uid)):
             conflict(staged, "series_of_other_study", "this series is already filed under another study")
             continue
         _fill_blanks(study, series, meta)
         present = existing.get(meta.sop_instance_uid)
-        if present is not None:
+        fresh = new_instances.get(meta.sop_instance_uid)
+        if fresh is not None:
+            # A second copy inside this same import.
+            if fresh[0] != staged.stored.sha256:
+                conflict(staged, "different_content", "another file with the same image ID is already stored")
+                continue
+            if fresh[1] is not series:
+                conflict(staged, "series_of_other_study", "this image is already filed under another series")
+                continue
+            out.present += 1
+        elif present is not None:
             if present.content_hash and present.content_hash != staged.stored.sha256:
                 conflict(staged, "different_content", "another file with the same image ID is already stored")
                 continue
-            if present.series_id != series.id:
+            if series.id is None or present.series_id != series.id:
                 conflict(staged, "series_of_other_study", "this image is already filed under another series")
                 continue
             if not present.content_hash or not present.storage_key or not filestore.exists(present.storage_key):
@@ -562,26 +573,27 @@ def _record_batch(
                     present.transfer_syntax_uid = meta.transfer_syntax
             out.present += 1
         else:
-            instance = Instance(
-                series_id=series.id,
-                sop_instance_uid=meta.sop_instance_uid,
-                sop_class_uid=meta.sop_class_uid,
-                instance_number=meta.instance_number,
-                slice_location=meta.slice_location,
-                number_of_frames=meta.frames,
-                rows=meta.rows,
-                columns=meta.columns,
-                pixel_spacing=meta.pixel_spacing,
-                transfer_syntax_uid=meta.transfer_syntax,
-                size_bytes=staged.stored.size,
-                content_hash=staged.stored.sha256,
-                storage_key=staged.stored.key,
+            session.add(
+                Instance(
+                    series=series,
+                    sop_instance_uid=meta.sop_instance_uid,
+                    sop_class_uid=meta.sop_class_uid,
+                    instance_number=meta.instance_number,
+                    slice_location=meta.slice_location,
+                    number_of_frames=meta.frames,
+                    rows=meta.rows,
+                    columns=meta.columns,
+                    pixel_spacing=meta.pixel_spacing,
+                    transfer_syntax_uid=meta.transfer_syntax,
+                    size_bytes=staged.stored.size,
+                    content_hash=staged.stored.sha256,
+                    storage_key=staged.stored.key,
+                )
             )
-            session.add(instance)
-            existing[meta.sop_instance_uid] = instance
+            new_instances[meta.sop_instance_uid] = (staged.stored.sha256, series)
             out.added += 1
-            touched_series.add(series.id)
-            touched_studies.add(study.id)
+            touched_series.add(series)
+            touched_studies.add(study)
         out.studies_seen.add(meta.study_uid)
         out.series_seen.add(meta.series_uid)
         out.patients[patient.id] = (patient.public_id, patient.id in new_patient_ids, key)
@@ -591,6 +603,13 @@ def _record_batch(
     refresh_series(session, touched_series)
     refresh_studies(session, touched_studies)
     return out
+
+
+def _series_elsewhere(series: Series, study: Study, created_under: Study | None) -> bool:
+    """Whether a known series belongs to another study than ``study`` (``created_under``: its study if new)."""
+    if created_under is not None:
+        return created_under is not study
+    return study.id is None or series.study_id != study.id
 
 
 def _fill_blanks(study: Study, series: Series, meta: InstanceMeta) -> None:
@@ -607,19 +626,20 @@ def _fill_blanks(study: Study, series: Series, meta: InstanceMeta) -> None:
         )
 
 
-def refresh_series(session: Session, series_ids: set[int]) -> None:
-    """Recount instances and frames of these series."""
-    if not series_ids:
+def refresh_series(session: Session, series: set[Series]) -> None:
+    """Recount instances and frames of these (flushed) series."""
+    if not series:
         return
+    by_id = {se.id: se for se in series}
     counts = session.execute(
         select(Instance.series_id, func.count(), func.coalesce(func.sum(Instance.number_of_frames), 0))
-        .where(Instance.series_id.in_(series_ids))
+        .where(Instance.series_id.in_(by_id))
         .group_by(Instance.series_id)
     ).all()
     for series_id, instances, frames in counts:
-        session.execute(
-            update(Series).where(Series.id == series_id).values(instance_count=instances, frame_count=int(frames))
-        )
+        by_id[series_id].instance_count = int(instances)
+        by_id[series_id].frame_count = int(frames)
+    session.flush()
 
 
 def study_body_part(description: str, series_parts: list[str]) -> str:
@@ -635,39 +655,38 @@ def study_body_part(description: str, series_parts: list[str]) -> str:
     return refine(chosen, from_description + named)
 
 
-def refresh_studies(session: Session, study_ids: set[int]) -> None:
+def refresh_studies(session: Session, studies: set[Study]) -> None:
     """Recount series and instances, and redo modalities (with StudyModality rows) and body part."""
-    for study_id in sorted(study_ids):
-        study = session.get(Study, study_id)
-        if study is None:
-            continue
-        rows = session.execute(
-            select(Series.modality, Series.body_part, Series.instance_count)
-            .where(Series.study_id == study_id)
-            .order_by(Series.series_number, Series.id)
-        ).all()
-        modalities = sorted({m for m, _, _ in rows if m})
-        study.series_count = len(rows)
-        study.instance_count = int(sum(n for _, _, n in rows))
+    if not studies:
+        return
+    by_id = {st.id: st for st in studies}
+    rows: dict[int, list[tuple[str, str, int]]] = {study_id: [] for study_id in by_id}
+    for study_id, modality, body_part, count in session.execute(
+        select(Series.study_id, Series.modality, Series.body_part, Series.instance_count)
+        .where(Series.study_id.in_(by_id))
+        .order_by(Series.study_id, Series.series_number, Series.id)
+    ):
+        rows[study_id].append((modality, body_part, count))
+    have: dict[int, dict[str, StudyModality]] = {study_id: {} for study_id in by_id}
+    for row in session.scalars(select(StudyModality).where(StudyModality.study_id.in_(by_id))):
+        have[row.study_id][row.modality] = row
+    for study_id, study in by_id.items():
+        series_rows = rows[study_id]
+        modalities = sorted({m for m, _, _ in series_rows if m})
+        study.series_count = len(series_rows)
+        study.instance_count = int(sum(n for _, _, n in series_rows))
         study.modalities = "\\".join(modalities)[:64]
-        study.body_part = study_body_part(study.description, [b for _, b, _ in rows])
-        have = {
-            m: row
-            for m, row in (
-                (r.modality, r)
-                for r in session.scalars(select(StudyModality).where(StudyModality.study_id == study_id))
-            )
-        }
+        study.body_part = study_body_part(study.description, [b for _, b, _ in series_rows])
         for modality in modalities:
-            if modality in have:
-                have[modality].study_date = study.study_date
+            if modality in have[study_id]:
+                have[study_id][modality].study_date = study.study_date
             else:
                 session.add(
                     StudyModality(
                         study_id=study_id, modality=modality, patient_id=study.patient_id, study_date=study.study_date
                     )
                 )
-        stale = set(have) - set(modalities)
+        stale = set(have[study_id]) - set(modalities)
         if stale:
             session.execute(
                 delete(StudyModality).where(StudyModality.study_id == study_id, StudyModality.modality.in_(stale))
@@ -708,14 +727,16 @@ class _Importer:
         done = 0
         if self.progress:
             self.progress(0, total)
-        for item in items:
-            self._one(item)
-            done += 1
-            if len(self.batch) >= _BATCH:
-                self._flush()
-            if self.progress:
-                self.progress(done, total)
-        self._flush()
+        # Group commit: each batch's files are made durable together, just before their rows.
+        with self.filestore.deferred_sync():
+            for item in items:
+                self._one(item)
+                done += 1
+                if len(self.batch) >= _BATCH:
+                    self._flush()
+                if self.progress:
+                    self.progress(done, total)
+            self._flush()
         self._finish()
         return self.report
 
@@ -740,24 +761,30 @@ class _Importer:
             return
         try:
             stored = self.filestore.put(data)
-        except StoreFullError:
-            self._flush()
-            self._finish()
+        except FileStoreError as exc:
+            self._flush()  # what is already on disk gets its rows
+            self._stop(exc)
+        self.batch.append(_Staged(item.name, meta, stored))
+
+    def _stop(self, exc: FileStoreError) -> NoReturn:
+        """End the import on a file store failure, with the report of what was saved."""
+        self._finish()
+        if isinstance(exc, StoreFullError):
             raise StorageFull(
                 f"The storage is full. {self.report.instances_added} new images were saved before it filled up; "
                 "import again once there is space, and nothing will be saved twice.",
                 self.report,
             ) from None
-        except FileStoreError as exc:
-            self._flush()
-            self._finish()
-            raise ImportProblem(str(exc)) from exc
-        self.batch.append(_Staged(item.name, meta, stored))
+        raise ImportProblem(str(exc)) from exc
 
     def _flush(self) -> None:
         if not self.batch:
             return
         batch, self.batch = self.batch, []
+        try:
+            self.filestore.sync()  # no row may name a file that is not durable yet
+        except FileStoreError as exc:
+            self._stop(exc)
         for attempt in range(_ATTEMPTS):
             try:
                 with transaction(self.sessions) as session:

@@ -162,19 +162,36 @@ def test_empty_and_damaged_archives_get_clear_messages(
 # ---------------------------------------------------------------- disk full
 
 
+def _disk_fills_after(monkeypatch: pytest.MonkeyPatch, files: int) -> None:
+    """Writes of new files fail with ENOSPC (half-way through the data) once ``files`` were written."""
+    real_open = open
+    written = {"n": 0}
+
+    class FillingFile(io.FileIO):
+        def write(self, data: Any) -> int:
+            if written["n"] >= files:
+                super().write(bytes(data)[: len(data) // 2])  # part of it lands on disk, then no space
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+        def close(self) -> None:
+            if not self.closed and written["n"] < files:
+                written["n"] += 1
+            super().close()
+
+    def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "x" in mode:
+            return FillingFile(file, "xb")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(filestore_module, "open", fake_open, raising=False)
+
+
 def test_disk_full_mid_import_leaves_nothing_half_written(
     sessions: sessionmaker[Session], filestore: FileStore, cd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_fsync = filestore_module.os.fsync
-    calls = {"n": 0}
-
-    def filling_disk(fd: int) -> None:
-        calls["n"] += 1
-        if calls["n"] > 24:  # two fsyncs per stored file (file, folder): the 13th file finds the disk full
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(filestore_module.os, "fsync", filling_disk)
+    monkeypatch.setattr(importer_module, "_BATCH", 5)
+    _disk_fills_after(monkeypatch, 12)
     with pytest.raises(StorageFull, match="storage is full") as info:
         import_path(sessions, filestore, cd)
     monkeypatch.undo()
@@ -190,6 +207,47 @@ def test_disk_full_mid_import_leaves_nothing_half_written(
     assert (report.instances_added, report.instances_present) == (CD_INSTANCES - 12, 12)
     assert _count(sessions, Instance) == CD_INSTANCES
     assert len(filestore.keys()) == CD_INSTANCES
+    assert_consistent(sessions, filestore)
+
+
+def test_disk_full_when_making_a_batch_durable(
+    sessions: sessionmaker[Session], filestore: FileStore, cd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer_module, "_BATCH", 10)
+    real_syncfs = filestore_module._syncfs
+    syncs = {"n": 0}
+
+    def failing_second_sync(root: Path) -> bool:
+        syncs["n"] += 1
+        if syncs["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_syncfs(root)
+
+    monkeypatch.setattr(filestore_module, "_syncfs", failing_second_sync)
+    with pytest.raises(StorageFull):
+        import_path(sessions, filestore, cd)
+    monkeypatch.undo()
+    # The first batch is recorded; the second never got rows, since its files were not known durable.
+    assert _count(sessions, Instance) == 10
+    assert_consistent(sessions, filestore)
+    report = import_path(sessions, filestore, cd)
+    assert report.instances_added == CD_INSTANCES - 10
+    assert_consistent(sessions, filestore)
+    with sessions() as s:
+        keys = set(s.scalars(select(Instance.storage_key)))
+    assert keys == set(filestore.keys())
+
+
+def test_a_file_cut_short_before_a_sync_is_rewritten(
+    sessions: sessionmaker[Session], filestore: FileStore, cd: Path
+) -> None:
+    """After a crash before the group sync, a stored file may be short; the next import repairs it."""
+    first = cd_files(cd.parent)[0]
+    stored = filestore.put(first.read_bytes())
+    filestore.path(stored.key).write_bytes(first.read_bytes()[:100])  # what a crash could leave
+    report = import_path(sessions, filestore, cd)
+    assert report.instances_added == CD_INSTANCES
+    assert filestore.read(stored.key) == first.read_bytes()
     assert_consistent(sessions, filestore)
 
 
