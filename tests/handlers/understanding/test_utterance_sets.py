@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from handlers.understanding import understand
-from tests.handlers.understanding.conftest import DATA, devset_paths, load_jsonl
+from tests.handlers.understanding.utterance_files import DATA, devset_paths, load_jsonl
 
 
 def score(path: Path) -> tuple[float, float, list[str]]:

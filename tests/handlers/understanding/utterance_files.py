@@ -1,4 +1,4 @@
-"""Shared helpers for the understanding tests: the utterance sets."""
+"""The utterance files the understanding tests read: our devset copy, ../shared's, and our extra set."""
 
 from __future__ import annotations
 
