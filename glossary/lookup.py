@@ -393,13 +393,18 @@ class Glossary:
             term=term,
             category=concept.category,
             explanation=text,
-            related=tuple(self.by_id[rid].term for rid in related),
+            related=tuple(self._name_in(self.by_id[rid], used) for rid in related),
             related_ids=related,
             source=concept.source,
             lang=used,
             on_your_images=concept.on_your_images if used == "en" else "",
             ask_your_doctor=concept.ask_your_doctor if used == "en" else (),
         )
+
+    @staticmethod
+    def _name_in(concept: Concept, lang: str) -> str:
+        tr = concept.translations.get(lang)
+        return tr.term if tr is not None and tr.term and tr.explanation else concept.term
 
     def alias_count(self) -> int:
         """How many distinct names (terms, aliases and translations) the index knows."""

@@ -350,3 +350,9 @@ def test_chat_words_do_not_add_terms(glossary: Glossary) -> None:
 def test_questions_in_other_languages(glossary: Glossary, question: str, expected: str) -> None:
     result = glossary.lookup(question)
     assert ids(result.concepts) == [expected]
+
+
+def test_related_terms_are_named_in_the_chosen_language(glossary: Glossary) -> None:
+    flair = glossary.explain(glossary.by_id["flair"], "de")
+    assert "T2-gewichtet" in flair.related
+    assert "MRI sequence" not in flair.related and "MRT-Sequenz" in flair.related
