@@ -5,7 +5,8 @@ Run: ``.venv/bin/python benchmarks/glossary.py [TERMS.tsv ...]``
 Prints: concepts (by category and file) and names (terms, aliases, translations); readability of the
 English explanations (textstat 0.7.3 Flesch-Kincaid grade: median and worst); lookup time for fuzzy
 misses over the whole glossary (misspelt names and junk words that match no name exactly: median,
-p95, max), for exact names, and for find_terms over a 20,000-character report; and coverage of each
+p95, max); how many one-slip misspellings of names find their concept; lookup time for exact names
+and terms in a sentence, and for find_terms over a 20,000-character report; and coverage of each
 term list (default ../shared/devset/terms.tsv, or the copy in tests/glossary/data/). A row counts as
 covered when its term and its variant are both found, and lead to the same concept or to two concepts
 that name each other as related. Pass a held-back list as an argument to measure it the same way.
