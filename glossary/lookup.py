@@ -60,6 +60,9 @@ STOPWORDS = frozenset(
     что такое это значит означает мой моя мое мои мне в на и у по как""".split()
 )
 
+# "Mr Smith" in a letter is a person, not an MR scan; capital-only "MR" still is.
+_TITLES = frozenset({"Mr", "Mrs", "Ms", "Dr"})
+
 FUZZY_SUGGEST = 62.0  # ratio at or above which a concept is offered as "did you mean"
 MAX_SUGGESTIONS = 5
 MAX_QUERY_CHARS = 500  # a lookup reads at most this much; find_terms reads whole reports
@@ -367,8 +370,8 @@ class Glossary:
                 cid = self._compact.get(compact)
                 if cid is not None and n > best_n:
                     best_n, best_id = n, cid
-            if best_n:
-                start, end = words[i].start, words[i + best_n - 1].end
+            start, end = words[i].start, words[i + best_n - 1].end if best_n else 0
+            if best_n and text[start:end] not in _TITLES:
                 hits.append(TermHit(self.by_id[best_id], text[start:end], start, end))
                 i += best_n
             else:

@@ -356,3 +356,9 @@ def test_related_terms_are_named_in_the_chosen_language(glossary: Glossary) -> N
     flair = glossary.explain(glossary.by_id["flair"], "de")
     assert "T2-gewichtet" in flair.related
     assert "MRI sequence" not in flair.related and "MRT-Sequenz" in flair.related
+
+
+def test_a_title_is_not_a_modality(glossary: Glossary) -> None:
+    found = [h.concept.id for h in glossary.find_terms("Dear Dr Lee, Mr. Smith had a CT.")]
+    assert found == ["ct"]
+    assert "mri" in [h.concept.id for h in glossary.find_terms("MR BRAIN W WO")]
