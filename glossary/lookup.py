@@ -370,12 +370,13 @@ class Glossary:
                 cid = self._compact.get(compact)
                 if cid is not None and n > best_n:
                     best_n, best_id = n, cid
-            start, end = words[i].start, words[i + best_n - 1].end if best_n else 0
-            if best_n and text[start:end] not in _TITLES:
-                hits.append(TermHit(self.by_id[best_id], text[start:end], start, end))
-                i += best_n
-            else:
-                i += 1
+            if best_n:
+                start, end = words[i].start, words[i + best_n - 1].end
+                if text[start:end] not in _TITLES:
+                    hits.append(TermHit(self.by_id[best_id], text[start:end], start, end))
+                    i += best_n
+                    continue
+            i += 1
         return hits
 
     # -- explaining ----------------------------------------------------------------------------
