@@ -409,7 +409,7 @@ def mr_weighting(source: Any) -> tuple[str, str]:
     b_value = _float(source, "DiffusionBValue")
     if "adc" in words:
         return "adc", "name"
-    if words & {"dwi", "diffusion", "diff", "trace", "dw", "b1000", "b800", "ep2d"} or (b_value or 0) > 0:
+    if words & {"dwi", "diffusion", "diff", "trace", "tracew", "dw", "b1000", "b800", "ep2d"} or (b_value or 0) > 0:
         return "dwi", "name"
     if words & {"swi", "swan", "swip", "susceptibility"} or "T2*" in raw or words & {"t2star", "hemo"}:
         return "swi", "name"
