@@ -27,7 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.pixels import get_decoder
 from pydicom.pixels.utils import as_pixel_options
@@ -54,6 +54,12 @@ from imaging.errors import (
     RenderError,
     TruncatedPixelData,
     UnsupportedCompression,
+)
+
+# What pydicom raises on garbled headers (a broken VR, a value of the wrong length, bad text).
+GARBLED = (
+    ValueError, TypeError, KeyError, IndexError, NotImplementedError, AttributeError, OverflowError,
+    struct.error, BytesLengthException,
 )
 
 # Same default as bot.settings.Settings.max_pixels (Rows x Columns x Frames x Samples).
@@ -156,9 +162,9 @@ def lenient_int(ds: Dataset, keyword: str, default: int) -> int:
         if isinstance(value, list | tuple | pydicom.multival.MultiValue):
             value = value[0]
         return int(value)
-    except (TypeError, ValueError, KeyError, IndexError):
-        pass  # malformed: read the raw text below
-    raw = ds.get_item(keyword).value
+    except Exception:  # noqa: S110 - any malformed value: read the raw text below
+        pass
+    raw = getattr(ds.get_item(keyword), "value", None)
     text = raw.decode("latin-1", "replace") if isinstance(raw, bytes) else str(raw)
     match = re.match(r"\s*\+?(\d+)", text)
     return int(match.group(1)) if match else default
@@ -229,7 +235,7 @@ def open_image(src: str | os.PathLike[str] | Dataset, *, max_pixels: int = DEFAU
         raise NotDicom("a folder, not a file") from None
     except FileNotFoundError:
         raise
-    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, TypeError, OverflowError) as exc:
+    except (InvalidDicomError, EOFError, *GARBLED) as exc:
         raise NotDicom(f"{type(exc).__name__}") from None
 
 
@@ -237,7 +243,15 @@ def _open_file(fh: BinaryIO, path: Path, max_pixels: int) -> DicomImage:
     head = fh.read(132)
     preamble = head if len(head) == 132 and head[128:132] == b"DICM" else None
     fh.seek(0)
-    ds = read_partial(fh, stop_when=lambda tag, vr, length: int(tag) in _PIXEL_TAGS, force=True)
+    try:
+        ds = read_partial(fh, stop_when=lambda tag, vr, length: int(tag) in _PIXEL_TAGS, force=True)
+    except (OSError, EOFError, *GARBLED) as exc:
+        if preamble is None:
+            raise NotDicom(type(exc).__name__) from None
+        # A DICOM file whose header breaks off (or is garbled) before the pixels.
+        if isinstance(exc, OSError | EOFError):
+            raise TruncatedPixelData(f"header ends early: {type(exc).__name__}") from None
+        raise CorruptImage(f"header unreadable: {type(exc).__name__}") from None
     element_start = fh.tell()
     if not _looks_like_dicom(ds, preamble):
         raise NotDicom("no DICOM preamble and no identifying attributes")
@@ -369,7 +383,10 @@ def decode_frame(image: DicomImage, index: int = 0) -> Frame:
     """Decode frame ``index`` (0-based) and nothing else."""
     if not 0 <= index < image.frames:
         raise FrameOutOfRange(index, image.frames)
-    opts = image.decoding_options()
+    try:
+        opts = image.decoding_options()
+    except GARBLED as exc:
+        raise CorruptImage(f"Image Pixel attributes unreadable: {type(exc).__name__}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if image.pixel_bytes is not None:

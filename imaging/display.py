@@ -246,6 +246,12 @@ def stored_windows(ds: Dataset) -> list[StoredWindow]:
     return out
 
 
+def window_count(ds: Dataset) -> int:
+    """How many windows :meth:`WindowChoice.stored` can pick: the stored Window Center/Width pairs,
+    then the VOI LUT Sequence items."""
+    return len(stored_windows(ds)) + len(ds.get("VOILUTSequence") or [])
+
+
 def apply_window(
     values: np.ndarray, center: float, width: float, function: VoiFunction = "LINEAR"
 ) -> np.ndarray:

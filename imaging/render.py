@@ -17,10 +17,10 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from imaging import display, transforms
-from imaging.decode import DEFAULT_MAX_PIXELS, DicomImage, Frame, decode_frame, lenient_int, open_image
+from imaging.decode import DEFAULT_MAX_PIXELS, GARBLED, DicomImage, Frame, decode_frame, lenient_int, open_image
 from imaging.display import AppliedVoi, WindowChoice
 from imaging.encode import CHAT_BYTE_BUDGET, encode_within
-from imaging.errors import CorruptImage
+from imaging.errors import CorruptImage, RenderError
 from imaging.transforms import (
     CHAT_PREVIEW_SIZE,
     TELEGRAM_MAX_PHOTO_BYTES,
@@ -214,8 +214,38 @@ def render(
     if flip not in (None, "h", "v"):
         raise ValueError("flip must be 'h' or 'v'")
     view = View(rotate=rotate % 360, flip=flip, zoom=validate_region(zoom) if zoom else None)
+    if max_size < 0:
+        raise ValueError("max_size must be 0 (native) or more")
     image = as_image(src, max_pixels)
     decoded = decode_frame(image, frame)
+    if window is not None and window.kind == "stored":
+        try:
+            count = display.window_count(display.frame_attributes(image.ds, frame))
+        except GARBLED as exc:
+            raise CorruptImage(f"{type(exc).__name__} reading the stored windows") from exc
+        if window.index >= count:
+            raise ValueError(f"this image stores {count} window(s); number {window.index + 1} was asked for")
+    try:
+        result = _display_and_transform(image, decoded, window, view, max_size, invert)
+    except RenderError:
+        raise
+    except GARBLED as exc:
+        # Garbled attributes (a broken VR, a LUT of the wrong length) must not crash the caller.
+        raise CorruptImage(f"{type(exc).__name__} in the display pipeline") from exc
+    if overlay is not None:
+        result.pixels = overlay(result.pixels, view)
+    return result
+
+
+def _display_and_transform(
+    image: DicomImage,
+    decoded: Frame,
+    window: WindowChoice | None,
+    view: View,
+    max_size: int,
+    invert: bool,
+) -> Rendered:
+    frame = decoded.index
     region = view.source_region()
     choice = window or WindowChoice()
     if region is not None and decoded.pixels.ndim == 2 and decoded.photometric != "PALETTE COLOR":
@@ -232,8 +262,6 @@ def render(
     pixels = fit(pixels, max_size)
     if invert:
         pixels = transforms.invert(pixels)
-    if overlay is not None:
-        pixels = overlay(pixels, view)
     return Rendered(pixels=pixels, voi=applied, frame=frame, frames=image.frames, view=view)
 
 
