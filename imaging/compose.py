@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from imaging.decode import DEFAULT_MAX_PIXELS, DicomImage, open_image
 from imaging.display import WindowChoice
 from imaging.render import Source, render
 from imaging.series import evenly_spaced
@@ -38,6 +40,21 @@ def _label(canvas: Image.Image, xy: tuple[int, int], text: str, size: int) -> No
     fill = 255 if canvas.mode == "L" else (255, 255, 255)
     stroke = 0 if canvas.mode == "L" else (0, 0, 0)
     draw.text(xy, text, fill=fill, font=_font(size), stroke_width=max(1, size // 8), stroke_fill=stroke)
+
+
+def _opener(max_pixels: int = DEFAULT_MAX_PIXELS) -> Callable[[Source], Source]:
+    """Open each file once per composition: a cine of a 120-frame object parses its header once."""
+    opened: dict[str, DicomImage] = {}
+
+    def open_once(source: Source) -> Source:
+        if isinstance(source, str | os.PathLike):
+            key = os.fspath(source)
+            if key not in opened:
+                opened[key] = open_image(source, max_pixels=max_pixels)
+            return opened[key]
+        return source
+
+    return open_once
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -68,8 +85,10 @@ def montage(
     columns = columns or math.ceil(math.sqrt(len(chosen)))
     rows = math.ceil(len(chosen) / columns)
     sheet = Image.new("RGB", (columns * tile_size, rows * tile_size))
+    open_once = _opener()
     for n, index in enumerate(chosen):
         source, frame = slices[index]
+        source = open_once(source)
         tile = _as_rgb(_fill(render(source, frame, window, max_size=tile_size).pixels, tile_size))
         top = (n // columns) * tile_size + (tile_size - tile.shape[0]) // 2
         left = (n % columns) * tile_size + (tile_size - tile.shape[1]) // 2
@@ -127,11 +146,13 @@ def cine_gif(
     if not chosen:
         raise ValueError("a cine needs at least one slice")
     size = max_size
+    open_once = _opener()
     while True:
         frames: list[Image.Image] = []
         shared = window
         for index in chosen:
             source, frame = slices[index]
+            source = open_once(source)
             result = render(source, frame, shared, max_size=size)
             if shared is None and result.voi is not None and result.voi.center is not None:
                 # One window for the whole clip, or the brightness would flicker.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -28,9 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="render DICOM files to PNG, JPEG or WebP pictures",
         description=(
             "Render one frame of each DICOM file to a picture. Default window: the first one stored "
-            "in the file, else an automatic one. Negative numbers need '=': --window=-600,1500."
+            "in the file, else an automatic one."
         ),
     )
+    # Let "--window -600,1500" through as a value, not an unknown option (argparse only knows
+    # plain negative numbers like -600).
+    parser._negative_number_matcher = re.compile(r"^-\d*\.?\d+(,-?\d*\.?\d+)*$")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM file(s)")
     parser.add_argument(
         "--out", required=True, metavar="PATH", help="output file (one input) or folder (several inputs)"

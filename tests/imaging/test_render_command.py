@@ -98,3 +98,12 @@ def test_float_pixel_data_renders_with_an_automatic_window(tmp_path: Path) -> No
     out = render_frame(path, max_size=0)
     assert out.shape == (8, 16)
     assert out[0, 0] == 0 and out[0, -1] == 255 and np.all(np.diff(out[0].astype(int)) > 0)
+
+
+def test_negative_window_center_without_equals(tmp_path: Path) -> None:
+    out = tmp_path / "lung.png"
+    assert main(["render", str(_file("CT_small.dcm")), "--window", "-600,1500", "--out", str(out)]) == 0
+    with Image.open(out) as png:
+        written = np.asarray(png)
+    assert np.array_equal(written, render_frame(_file("CT_small.dcm"), window=WindowChoice.explicit(-600, 1500),
+                                                max_size=0))
