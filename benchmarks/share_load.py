@@ -94,6 +94,8 @@ def serve(folder: Path, url: str, port: int) -> None:
 
     app = create_app(session_factory(make_engine(url)), FileStore(folder / "dicom"),
                      public_url=f"http://127.0.0.1:{port}", secret_key=b"benchmark-secret-key-32-bytes!!!")
+    # SHARE_LOAD_INLINE=1 measures lookups on the event loop instead of worker threads.
+    app.state.viewer.inline_reads = os.environ.get("SHARE_LOAD_INLINE", "") == "1"
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

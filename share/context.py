@@ -31,11 +31,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from share.events import EventBuffer
-from share.links import Clock, LinkState, Scope, find_link, link_scope, link_state
+from share.links import Clock, LinkState, Scope, find_instance, find_link, link_scope, link_state
 from share.ratelimit import FailureLimiter
 from share.render import ImageCache
 from store.db import transaction
-from store.models import ShareLink, utcnow
+from store.models import Instance, Series, ShareLink, Study, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,7 +89,11 @@ class ViewerContext:
     # How long a link's scope (which studies and series it reaches) is reused; the link itself is re-read
     # on every request, so revocation and expiry still take effect at once.
     scope_ttl: float = 5.0
+    # Short read-only lookups (image requests) on the event loop instead of a worker thread. Measured on a
+    # busy 2-core machine it did not beat threads (benchmarks/share_load.py), so threads stay the default.
+    inline_reads: bool = False
     _scopes: dict[tuple[int, int, str, bool], tuple[float, Scope]] = field(default_factory=dict)
+    _instances: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
     templates: Environment = field(
         default_factory=lambda: Environment(
             loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"])
@@ -112,6 +116,20 @@ class ViewerContext:
             self._scopes.clear()
         self._scopes[key] = (now + self.scope_ttl, scope)
         return scope
+
+    def instance_in_scope(self, session: Session, link: ShareLink, study_uid: str, series_uid: str,
+                          sop_uid: str) -> tuple[Study, Series, Instance] | None:
+        """The instance named by the UIDs if the link reaches it; reused for ``scope_ttl`` seconds like the scope."""
+        key = (link.id, link.study_id, link.series_scope, link.include_priors, study_uid, series_uid, sop_uid)
+        now = time.monotonic()
+        hit = self._instances.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = find_instance(session, self.scope(session, link), study_uid, series_uid, sop_uid)
+        if len(self._instances) >= 20_000:
+            self._instances.clear()
+        self._instances[key] = (now + self.scope_ttl, found)
+        return found
 
     def flush_events(self) -> int:
         """Write buffered image-view events now."""
@@ -184,13 +202,17 @@ class ViewerContext:
         *,
         opening: bool = False,
         need_session: bool = True,
+        inline: bool = False,
     ) -> tuple[T | None, Response | None]:
         """Find the link for ``token`` and run ``work(session, link)`` in one transaction (in a thread).
 
         Returns (result, None) when the link works, else (None, failure response): a 429 for a limited
         address, the 404/410 page after the failure floor, or a 403 when ``need_session`` and the request
         has no viewing session. ``opening`` starts a new session, so a used-up view limit refuses it.
+        ``inline`` runs a short read-only ``work`` on the event loop itself (when ``inline_reads`` is on):
+        a thread hop costs more than an indexed read of a few rows.
         """
+        inline = inline and self.inline_reads
         started = time.perf_counter()
         address = self.client_address(request)
         wait = self.limiter.retry_after(address)
@@ -209,7 +231,10 @@ class ViewerContext:
                     return None, state, False
                 return work(session, link), state, has_session
 
-        result, state, has_session = await run_in_threadpool(lookup)
+        if inline:
+            result, state, has_session = lookup()
+        else:
+            result, state, has_session = await run_in_threadpool(lookup)
         if state is LinkState.OK:
             if need_session and not has_session:
                 return None, self.json_error(403, "Open the link in the viewer first.")

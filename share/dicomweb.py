@@ -345,7 +345,9 @@ async def rendered(request: Request) -> Response:
         return failure
     if result is None:
         return ctx.json_error(404, "Not in this share.")
-    instance, key = result
+    instance, key, due = result
+    if due:
+        await run_in_threadpool(ctx.flush_events)
     return await send_picture(ctx, instance, key, req)
 
 

@@ -51,7 +51,6 @@ from share.links import (
 from share.links import (
     Scope as LinkScope,
 )
-from share.links import find_instance as find_scoped_instance
 from share.ratelimit import FailureLimiter
 from share.render import PRESETS, ImageCache, RenderRequest, render, size_bucket
 from store.models import Annotation, Instance, Patient, ShareLink, Study, utcnow
@@ -340,20 +339,19 @@ async def send_picture(ctx: ViewerContext, instance: Instance, storage_key: str,
 
 
 def scoped_instance_work(ctx: ViewerContext, study_uid: str, series_uid: str, sop_uid: str, detail: str,
-                         now: datetime) -> Callable[[Session, ShareLink], tuple[Instance, str] | None]:
-    """A lookup of one instance inside the link's scope that buffers an image-view event when found."""
+                         now: datetime) -> Callable[[Session, ShareLink], tuple[Instance, str, bool] | None]:
+    """A lookup of one instance inside the link's scope that buffers an image-view event when found.
+    Returns the instance, its storage key and whether buffered events are due to be written."""
 
-    def work(session: Session, link: ShareLink) -> tuple[Instance, str] | None:
-        found = find_scoped_instance(session, ctx.scope(session, link), study_uid, series_uid, sop_uid)
+    def work(session: Session, link: ShareLink) -> tuple[Instance, str, bool] | None:
+        found = ctx.instance_in_scope(session, link, study_uid, series_uid, sop_uid)
         if found is None or not found[2].storage_key:
             return None
         study, series, instance = found
         assert ctx.events is not None
         due = ctx.events.add(PendingView(link.patient_id, link.id, link.public_id, now, study.id, series.id,
                                          instance.id, detail))
-        if due:
-            ctx.events.flush()
-        return instance, str(instance.storage_key)
+        return instance, str(instance.storage_key), due
 
     return work
 
@@ -365,12 +363,14 @@ async def image(request: Request) -> Response:
     frame = int(p["frame"])
     req = render_request_from(request, frame)
     work = scoped_instance_work(ctx, p["study"], p["series"], p["sop"], f"frame {frame}", ctx.now())
-    result, failure = await ctx.resolve(request, _token(request), work)
+    result, failure = await ctx.resolve(request, _token(request), work, inline=True)
     if failure is not None:
         return failure
     if result is None:
         return ctx.json_error(404, "Not part of this share.")
-    instance, key = result
+    instance, key, due = result
+    if due:
+        await run_in_threadpool(ctx.flush_events)
     return await send_picture(ctx, instance, key, req)
 
 

@@ -54,6 +54,7 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
 ) -> None:
     created = world.share(download="deidentified")
     url = f"{served}/s/{created.token}"
+    add_note(world, slice_index=6, text="The spot I asked about")
     options: dict[str, Any] = (
         {"viewport": {"width": 390, "height": 780}, "device_scale_factor": 2, "has_touch": True, "is_mobile": True}
         if device == "phone" else {"viewport": {"width": 1280, "height": 900}}
@@ -72,6 +73,10 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
         assert page.locator("#series button").count() == 2
         assert page.locator("#download").count() == 1
         _wait_loaded(page, 6)  # starts in the middle of the 12 slices
+        # The patient's note is drawn on its slice and listed.
+        assert page.locator("#overlay line.note").count() == 1
+        assert page.text_content("#overlay") == "The spot I asked about"
+        assert "The spot I asked about (slice 7)" in page.inner_text("#notes")
         start = _stage_shot(page)
 
         # Keys scroll.
@@ -80,6 +85,7 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
         _wait_loaded(page, 7)
         after_key = _stage_shot(page)
         assert after_key != start
+        assert page.locator("#overlay line.note").count() == 0  # the note belongs to slice 7 only
 
         # The wheel scrolls.
         page.mouse.move(*_centre(page))
@@ -139,6 +145,21 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
     assert foreign == []
     assert not [e for e in console_errors if "Failed to load resource" not in e]
     assert notified.first_open == [created.link.public_id]
+
+
+def add_note(world: ShareWorld, slice_index: int, text: str) -> None:
+    """An arrow note by the patient on one slice of the CT series."""
+    from sqlalchemy import select
+
+    from share.links import instances_in_order
+    from store.db import transaction
+    from store.models import Annotation, Series
+
+    with transaction(world.sessions) as session:
+        series = session.scalars(select(Series).where(Series.series_uid == world.main_series[0])).one()
+        instance = instances_in_order(session, series)[slice_index]
+        session.add(Annotation(patient_id=world.patient_id, instance_id=instance.id, frame=0, kind="arrow",
+                               x=0.2, y=0.2, x2=0.5, y2=0.5, text=text))
 
 
 def _centre(page: Any) -> tuple[float, float]:
