@@ -130,7 +130,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError("--frame must be 0 or more (0 is the first frame)")
     inputs = [Path(p) for p in args.inputs]
     out = Path(args.out)
-    single_file = len(inputs) == 1 and not out.is_dir()
+    wants_folder = args.out.endswith(("/", os.sep)) or out.is_dir()
+    single_file = len(inputs) == 1 and not wants_folder
     fmt = _format_for(args, out if single_file else None)
     if single_file:
         if not out.parent.exists():
