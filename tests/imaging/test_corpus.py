@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from imaging.errors import RenderError
 from imaging.render import render
@@ -18,7 +19,7 @@ KNOWN_REFUSALS = {
 }
 
 
-def test_every_corpus_file_renders_or_is_refused_with_a_reason() -> None:
+def test_every_corpus_file_renders_or_is_refused_with_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
     files = corpus_files()
     assert len(files) >= 160, "pydicom's test files and pydicom-data should both be installed"
     rendered, refused = [], []
@@ -32,12 +33,14 @@ def test_every_corpus_file_renders_or_is_refused_with_a_reason() -> None:
         pixels = result.pixels
         assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3) and pixels.size > 0, name
         rendered.append((name, "x".join(map(str, pixels.shape)), result.voi.kind if result.voi else "colour"))
-    print(f"\n{'file':55} outcome")
+    print(f"\n{'file':55} outcome")  # every file: shown with pytest -s
     for name, shape, voi in rendered:
         print(f"{name:55} rendered {shape} ({voi})")
-    for name, reason, message in refused:
-        print(f"{name:55} REFUSED {reason}: {message}")
-    print(f"rendered {len(rendered)}, refused {len(refused)}, of {len(files)}")
+    with capsys.disabled():  # the refusals and the count: always shown
+        print()
+        for name, reason, message in refused:
+            print(f"{name:55} REFUSED {reason}: {message}")
+        print(f"corpus: rendered {len(rendered)}, refused {len(refused)}, of {len(files)}")
     assert {name: reason for name, reason, _ in refused} == {
         name: reason for name, reason in KNOWN_REFUSALS.items() if any(short_name(f) == name for f in files)
     }
