@@ -12,7 +12,7 @@ from tests.imaging.corpus import corpus_files, short_name
 # Files that cannot be shown, and why (checked by hand: see the notes).
 KNOWN_REFUSALS = {
     "MR_truncated.dcm": "truncated-pixel-data",  # 8130 of 8192 pixel bytes
-    "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated-pixel-data",  # file ends inside the codestream
+    "emri_small_jpeg_2k_lossless_too_short.dcm": "truncated-pixel-data",  # last 8 bytes (the delimiter) cut
     "JPEG2000-embedded-sequence-delimiter.dcm": "corrupt",  # codestream header claims 14,540,801 tiles
     "meta_missing_tsyntax.dcm": "corrupt",  # a 2-byte Pixel Data with no Rows/Columns/Bits Allocated
     "nested_priv_SQ.dcm": "corrupt",  # same: no image attributes at all
