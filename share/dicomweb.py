@@ -11,7 +11,8 @@
 
 Who may call: the viewer's own session cookie; otherwise the token, plus for a link with an access code
 HTTP Basic authentication whose password is the code (any user name; wrong codes count towards the lock).
-With a view limit, each study search (``GET /studies``) from outside the viewer counts as a view.
+Each study search (``GET /studies``) from outside the viewer counts as an open: it uses up a view of a
+view-limited link, writes an access event, and the first one tells the patient.
 """
 
 from __future__ import annotations
@@ -69,10 +70,14 @@ def _basic_password(request: Request) -> str | None:
 
 
 def _admit(ctx: ViewerContext, request: Request, session: Session, link: ShareLink, now: datetime,
-           *, counts_view: bool) -> None:
-    """Raise :class:`Denied` unless the caller may use the link's DICOMweb endpoint."""
+           *, counts_view: bool) -> bool:
+    """Raise :class:`Denied` unless the caller may use the link's DICOMweb endpoint.
+
+    A study search from outside the viewer counts as an open (view count, first-open notice, access
+    event); returns whether it was the link's first open.
+    """
     if ctx.has_session(request, link):
-        return
+        return False
     if link.access_code_hash:
         code = _basic_password(request)
         if code is None:
@@ -80,8 +85,10 @@ def _admit(ctx: ViewerContext, request: Request, session: Session, link: ShareLi
         if not check_access_code(session, link, code, now):
             locked = link.public_id if link.locked_at is not None else ""
             raise Denied(401, "Wrong access code.", basic=True, locked_link=locked)
-    if counts_view and link.max_views is not None:
-        count_open(session, link, now)
+    if counts_view:
+        _, first = count_open(session, link, now)
+        return first
+    return False
 
 
 def _value(vr: str, *values: Any) -> dict[str, Any]:
@@ -144,9 +151,12 @@ async def _run(request: Request, work: Callable[[Session, ShareLink, LinkScope],
     ctx: ViewerContext = request.app.state.viewer
     now = ctx.now()
 
+    first_open: list[str] = []
+
     def wrapped(session: Session, link: ShareLink) -> Any:
         try:
-            _admit(ctx, request, session, link, now, counts_view=counts_view)
+            if _admit(ctx, request, session, link, now, counts_view=counts_view):
+                first_open.append(link.public_id)
         except Denied as denied:
             return denied
         return work(session, link, link_scope(session, link))
@@ -155,6 +165,8 @@ async def _run(request: Request, work: Callable[[Session, ShareLink, LinkScope],
                                         opening=counts_view, need_session=False)
     if failure is not None:
         return None, failure
+    for public_id in first_open:
+        await ctx.notify(ctx.on_first_open, public_id)
     if isinstance(result, Denied):
         if result.status == 401 and _basic_password(request) is not None:
             ctx.limiter.failed(ctx.client_address(request))  # a wrong code is a failed lookup
@@ -179,7 +191,6 @@ async def search_studies(request: Request) -> Response:
     def work(session: Session, link: ShareLink, scope: LinkScope) -> list[dict[str, Any]]:
         patient = session.get(Patient, link.patient_id)
         label = patient.display_label if patient is not None else ""
-        record_event(session, link, "share_open", at=request.app.state.viewer.now(), detail="dicomweb qido")
         return [study_json(s, scope, label, base) for s in scope.studies if not wanted or s.study_uid == wanted]
 
     result, failure = await _run(request, work, counts_view=True)

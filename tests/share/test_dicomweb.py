@@ -36,10 +36,12 @@ def tag(item: dict, key: str) -> object:
     return values[0] if values else None
 
 
-async def test_qido_wado_and_rendered(client: httpx.AsyncClient, world: ShareWorld) -> None:
+async def test_qido_wado_and_rendered(client: httpx.AsyncClient, world: ShareWorld, notified: Notified) -> None:
     created = world.share(download="original", include_priors=True)
     base = f"/s/{created.token}/dicom-web"
     studies = await client.get(f"{base}/studies")
+    await client.get(f"{base}/studies")
+    assert notified.first_open == [created.link.public_id]  # a DICOMweb client opening the link counts
     assert studies.status_code == 200 and studies.headers["content-type"].startswith("application/dicom+json")
     found = studies.json()
     assert [tag(s, "0020000D") for s in found] == [world.main_study, world.prior_study]

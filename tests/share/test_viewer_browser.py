@@ -73,6 +73,11 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
         assert page.locator("#series button").count() == 2
         assert page.locator("#download").count() == 1
         _wait_loaded(page, 6)  # starts in the middle of the 12 slices
+        # Neighbours are fetched before they are asked for, so scrolling is instant.
+        page.wait_for_function(
+            "() => new Set(performance.getEntriesByType('resource').filter(e => e.name.includes('/img/'))"
+            ".map(e => e.name.split('/img/')[1].split('/')[2])).size >= 6"
+        )
         # The patient's note is drawn on its slice and listed.
         assert page.locator("#overlay line.note").count() == 1
         assert page.text_content("#overlay") == "The spot I asked about"
@@ -133,6 +138,16 @@ def test_viewer_scrolls_zooms_rotates_and_stays_on_its_origin(
         page.select_option("#preset", "bone")
         page.wait_for_function(
             "() => performance.getEntriesByType('resource').some(e => e.name.includes('preset=bone'))"
+        )
+
+        # Dragging with the brightness/contrast tool asks the server for that exact window.
+        page.select_option("#tool", "window")
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 60, y + 30, steps=4)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => performance.getEntriesByType('resource').some(e => e.name.includes('wc=') && e.name.includes('ww='))"
         )
 
         # Series thumbnails switch series.
