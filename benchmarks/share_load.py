@@ -11,7 +11,8 @@ session, then drives ``GET /s/{token}/img/...`` with ``--clients`` concurrent HT
 - cached: for ``--duration`` seconds, random slices that are already in the render cache.
 
 Each request still looks up the link, checks its state and writes an access event (the rules hold for
-cached images too). Prints requests per second and p50 / p90 / p99 latency for both phases.
+cached images too). Prints requests per second and p50 / p90 / p99 latency for both phases, then the
+median time of the 404 (unknown token) and 410 (revoked token) pages, which should match.
 
 Target (issue 8): cached p99 under 100 ms and at least 200 requests per second on 2 cores.
 """
@@ -34,15 +35,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build_data(folder: Path, slices: int) -> tuple[str, str, list[tuple[str, str, str]]]:
-    """Data folder with one CT series; returns (database url, token, [(study, series, sop)] in order)."""
+def build_data(folder: Path, slices: int) -> tuple[str, str, str, list[tuple[str, str, str]]]:
+    """Data folder with one CT series; returns (database url, token, a revoked link's token,
+    [(study, series, sop)] in order)."""
     import numpy as np
     import pydicom
     from pydicom.data import get_testdata_file
     from pydicom.uid import generate_uid
     from sqlalchemy import select
 
-    from share.links import create_share, instances_in_order
+    from share.links import create_share, instances_in_order, revoke_share
     from store.db import make_engine, session_factory, transaction, upgrade
     from store.filestore import FileStore
     from store.importer import import_path
@@ -78,10 +80,12 @@ def build_data(folder: Path, slices: int) -> tuple[str, str, list[tuple[str, str
         patient = session.get(Patient, study.patient_id)
         assert patient is not None
         created = create_share(session, patient=patient, study=study)
+        revoked = create_share(session, patient=patient, study=study)
+        revoke_share(session, revoked.link.public_id)
         series = session.scalars(select(Series).where(Series.study_id == study.id)).one()
         order = [(study_uid, series_uid, i.sop_instance_uid) for i in instances_in_order(session, series)]
     engine.dispose()
-    return url, created.token, order
+    return url, created.token, revoked.token, order
 
 
 def serve(folder: Path, url: str, port: int) -> None:
@@ -147,6 +151,34 @@ def report(name: str, latencies: list[float], elapsed: float, errors: int) -> No
           f"p99 {percentile(latencies, 99) * 1000:7.1f} ms  mean {statistics.fmean(latencies) * 1000:7.1f} ms")
 
 
+def failure_timing(base: str, revoked: str, rounds: int = 40) -> None:
+    """Median time of the 404 page (a token that never existed) and the 410 page (a revoked one),
+    interleaved, one at a time, until the failure limiter cuts this address off: a prober must not be
+    able to tell them apart by timing."""
+    import secrets
+
+    import httpx
+
+    unknown: list[float] = []
+    gone: list[float] = []
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for n in range(rounds):
+            for token, bucket, status in ((secrets.token_urlsafe(24), unknown, 404), (revoked, gone, 410)):
+                t0 = time.perf_counter()
+                response = client.get(f"/s/{token}")
+                bucket.append(time.perf_counter() - t0)
+                if response.status_code == 429:
+                    print(f"failure timing: rate limited after {n} rounds (as designed)")
+                    break
+                assert response.status_code == status, response.status_code
+            else:
+                continue
+            break
+    if unknown and gone:
+        print(f"failure pages: unknown token (404) median {statistics.median(unknown) * 1000:6.1f} ms, "
+              f"revoked token (410) median {statistics.median(gone) * 1000:6.1f} ms, n={len(gone)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -164,7 +196,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="share-load-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
-        url, token, order = build_data(folder, args.slices)
+        url, token, revoked, order = build_data(folder, args.slices)
         print(f"data: {len(order)} slices of 512 x 512 imported in {time.perf_counter() - t0:.1f} s; "
               f"{args.clients} clients, size {args.size}, {os.cpu_count()} CPUs")
         port = free_port()
@@ -186,6 +218,7 @@ def main() -> int:
             urls = [f"/s/{token}/img/{st}/{se}/{sop}/0?size={args.size}" for st, se, sop in order]
             report("cold", *asyncio.run(drive(base, token, urls, args.clients, None)))
             report("cached", *asyncio.run(drive(base, token, urls, args.clients, args.duration)))
+            failure_timing(base, revoked)
         finally:
             server.terminate()
             server.wait(timeout=15)
