@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
-from tests.services import free_port
 from tests.share.conftest import Notified, ShareWorld
 
 pytestmark = pytest.mark.chromium
-
-
-@pytest.fixture
-def served(app: Any) -> Iterator[str]:
-    """The app on a free loopback port, in a thread, for one test."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _stage_shot(page: Any) -> bytes:
