@@ -415,6 +415,33 @@ def _skip_reason(exc: Exception) -> str:
     return "could not be read"
 
 
+def load_item(item: _Item) -> bytes | SkippedFile:
+    """The item's bytes, or why they cannot be read."""
+    try:
+        return item.load()
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError) as exc:
+        damaged = isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError)
+        return SkippedFile(item.name, "damaged file in the archive" if damaged else "could not be read")
+
+
+def prepare_item(filestore: FileStore, name: str, data: bytes | SkippedFile) -> _Staged | SkippedFile:
+    """Read one file's header and store its bytes; a reason instead when it is not a DICOM object to keep.
+
+    Raises :class:`store.filestore.FileStoreError` (e.g. :class:`StoreFullError`) when storing fails.
+    """
+    if isinstance(data, SkippedFile):
+        return data
+    if not data:
+        return SkippedFile(name, "empty file")
+    if data[:4] in _ZIP_MAGIC:
+        return SkippedFile(name, "an archive inside the upload (not opened)")
+    try:
+        meta = read_instance_meta(data)
+    except (NotDicomError, DamagedDicomError, DicomdirFileError) as exc:
+        return SkippedFile(name, _skip_reason(exc))
+    return _Staged(name, meta, filestore.put(data))
+
+
 # ---------------------------------------------------------------- recording
 
 
@@ -484,6 +511,21 @@ def _record_batch(
             select(Instance).where(Instance.sop_instance_uid.in_({s.meta.sop_instance_uid for s in batch}))
         )
     }
+    # New patients, created together (one flush) and only for files that will be filed under them:
+    # a file whose study is already known belongs to that study's patient or is a conflict.
+    first_of_new: dict[tuple[str, str], InstanceMeta] = {}
+    for staged in batch:
+        key = patient_key(staged.meta, patient_hint)
+        if key not in patients and staged.meta.study_uid not in studies:
+            first_of_new.setdefault(key, staged.meta)
+    for key, first in first_of_new.items():
+        created = Patient(name=first.patient_name, birth_date=first.birth_date, sex=first.sex)
+        created.identifiers.append(PatientIdentifier(issuer=key[0], value=key[1]))
+        session.add(created)
+        patients[key] = created
+    if first_of_new:
+        session.flush()
+        new_patient_ids.update(patients[key].id for key in first_of_new)
     # Rows created in this batch are not flushed yet (no ids): their owners are tracked by object.
     new_series_study: dict[str, Study] = {}
     new_instances: dict[str, tuple[str, Series]] = {}
@@ -501,15 +543,9 @@ def _record_batch(
         if study is not None and (patient is None or study.patient_id != patient.id):
             conflict(staged, "study_of_other_patient", "this study is already filed under another patient")
             continue
-        if patient is None:
-            # Created only when a file is actually filed under it: a conflict never leaves an empty patient.
-            patient = Patient(name=meta.patient_name, birth_date=meta.birth_date, sex=meta.sex)
-            patient.identifiers.append(PatientIdentifier(issuer=key[0], value=key[1]))
-            session.add(patient)
-            session.flush()
-            patients[key] = patient
-            new_patient_ids.add(patient.id)
-        elif not (
+        if patient is None:  # not reached: created above for every file whose study is new
+            continue
+        if not (
             _same_person(patient.name, meta.patient_name) and _same_person(patient.birth_date, meta.birth_date)
         ):
             conflict(staged, "patient_details", "name or birth date differ from the patient known under this ID")
@@ -742,29 +778,17 @@ class _Importer:
 
     def _one(self, item: _Item) -> None:
         try:
-            data = item.load()
-        except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError) as exc:
-            damaged = isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError)
-            reason = "damaged file in the archive" if damaged else "could not be read"
-            self.report.skipped.append(SkippedFile(item.name, reason))
-            return
-        if not data:
-            self.report.skipped.append(SkippedFile(item.name, "empty file"))
-            return
-        if data[:4] in _ZIP_MAGIC:
-            self.report.skipped.append(SkippedFile(item.name, "an archive inside the upload (not opened)"))
-            return
-        try:
-            meta = read_instance_meta(data)
-        except (NotDicomError, DamagedDicomError, DicomdirFileError) as exc:
-            self.report.skipped.append(SkippedFile(item.name, _skip_reason(exc)))
-            return
-        try:
-            stored = self.filestore.put(data)
+            result = prepare_item(self.filestore, item.name, load_item(item))
         except FileStoreError as exc:
             self._flush()  # what is already on disk gets its rows
             self._stop(exc)
-        self.batch.append(_Staged(item.name, meta, stored))
+        self._take(result)
+
+    def _take(self, result: _Staged | SkippedFile) -> None:
+        if isinstance(result, SkippedFile):
+            self.report.skipped.append(result)
+        else:
+            self.batch.append(result)
 
     def _stop(self, exc: FileStoreError) -> NoReturn:
         """End the import on a file store failure, with the report of what was saved."""
