@@ -3,6 +3,7 @@ series) imported through the real importer, a controllable clock, and the viewer
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import warnings
@@ -19,7 +20,8 @@ import pytest
 import uvicorn
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from share.links import CreatedShare, create_share
@@ -131,11 +133,39 @@ def dicom_folder(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, dicom_folder: dict[str, object]) -> Iterator[ShareWorld]:
-    """A migrated SQLite database and file store with :func:`dicom_folder` imported."""
-    url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the world lives in: 'sqlite' unless a test parametrizes it (indirect=True)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh migrated database: an SQLite file, or a new database on the session's PostgreSQL."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    admin_url = request.getfixturevalue("postgres_url")
+    name = "share_" + secrets.token_hex(6)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str, dicom_folder: dict[str, object]) -> Iterator[ShareWorld]:
+    """A migrated database (SQLite, or PostgreSQL when parametrized) and file store with
+    :func:`dicom_folder` imported."""
+    engine = make_engine(db_url)
     sessions = session_factory(engine)
     files = FileStore(tmp_path / "dicom")
     report = import_path(sessions, files, Path(str(dicom_folder["root"])))

@@ -9,12 +9,15 @@ import io
 
 import httpx
 import pydicom
+import pytest
 from pydicom.uid import UID
 
 from share.links import MAX_CODE_ATTEMPTS
 from store.db import transaction
 from store.models import ShareLink
 from tests.share.conftest import Notified, ShareWorld, pixels_of
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 
 def parse_multipart(response: httpx.Response) -> list[bytes]:

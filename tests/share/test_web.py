@@ -16,6 +16,9 @@ from store.db import transaction
 from store.models import AccessEvent, ShareLink
 from tests.share.conftest import Notified, ShareWorld, pixels_of
 
+# Every rule holds on both databases the project supports.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
 REQUIRED_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
