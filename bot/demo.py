@@ -115,7 +115,7 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
     from bot.app import build_application, build_services, running
     from bot.sandbox import BotApiSandbox
     from bot.server import WebServer, build_web_app, share_notifier
-    from bot.webchat import webchat_routes
+    from bot.webchat import ChatView, close, webchat_routes
 
     stop = stop or asyncio.Event()
     server = WebServer(host, port)
@@ -129,8 +129,9 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
         application = build_application(services, sandbox.token, base_url=sandbox.base_url,
                                         base_file_url=sandbox.base_file_url, pace_interval=pace_interval)
         sandbox.add_user(DEMO_USER_FIRST_NAME, user_id=DEMO_USER_ID, last_name="Patient")
+        chat = ChatView(sandbox, DEMO_USER_ID)
         web = build_web_app(settings, services.sessions, services.files,
-                            extra_routes=webchat_routes(sandbox, DEMO_USER_ID),
+                            extra_routes=webchat_routes(sandbox, DEMO_USER_ID, chat),
                             on_first_open=share_notifier(application, services.sessions))
         async with running(application, timeout=5), server.serving(web):
             code = await asyncio.to_thread(new_link_code, services.sessions, seed.patient_id)
@@ -138,6 +139,7 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
             if on_ready is not None:
                 on_ready(DemoReady(server.url + "/", sandbox.url, seed))
             await stop.wait()
+            close(chat)
     finally:
         await sandbox.stop()
         bind = services.sessions.kw.get("bind")

@@ -7,6 +7,7 @@ sandbox and serves a web chat page (and the share viewer) on 127.0.0.1; see :mod
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 0 <= args.port < 65536:
         raise CommandError("the port must be between 0 and 65535")
+    if settings.log_level != "DEBUG":
+        # Alembic narrates every migration step at INFO; the operator's console wants none of it.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = demo_settings(settings, args.data_dir)
 
     def ready(info: DemoReady) -> None:

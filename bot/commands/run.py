@@ -8,6 +8,7 @@ The share viewer is served on the same address either way; see :mod:`bot.server`
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from bot.commands import CommandError
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
+    if settings.log_level != "DEBUG":
+        # Alembic narrates every migration step at INFO; the operator's console wants none of it.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     def ready(info: BotReady) -> None:
         mode = f"webhook at {info.webhook_path}" if info.webhook_path else "long polling"
         print(f"Lightbox bot running ({mode}); share viewer on {info.url}. Press Ctrl-C to stop.", flush=True)

@@ -47,6 +47,7 @@ class ChatView:
     def __init__(self, sandbox: BotApiSandbox, user_id: int) -> None:
         self.sandbox = sandbox
         self.user_id = user_id
+        self.closing = False
         self.templates = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                                      autoescape=select_autoescape(default=True))
 
@@ -175,9 +176,18 @@ async def _json_body(request: Request) -> dict[str, Any] | JSONResponse:
     return body
 
 
-def webchat_routes(sandbox: BotApiSandbox, user_id: int) -> list[BaseRoute]:
-    """The page, its API and its static files for the chat of sandbox user ``user_id``."""
-    view = ChatView(sandbox, user_id)
+def close(view: ChatView) -> None:
+    """Answer every waiting poll now (before the server stops), and any later one at once."""
+    view.closing = True
+    view.sandbox.world.changed()
+
+
+def webchat_routes(sandbox: BotApiSandbox, user_id: int, view: ChatView | None = None) -> list[BaseRoute]:
+    """The page, its API and its static files for the chat of sandbox user ``user_id``.
+
+    Pass your own ``view`` to :func:`close` it when the server stops, so open long polls end at once.
+    """
+    view = view or ChatView(sandbox, user_id)
 
     async def page(request: Request) -> Response:
         user = sandbox.world.users.get(user_id, {})
@@ -194,9 +204,9 @@ def webchat_routes(sandbox: BotApiSandbox, user_id: int) -> list[BaseRoute]:
             wait = max(0.0, min(float(request.query_params.get("wait", POLL_SECONDS)), POLL_SECONDS))
         except ValueError:
             wait = POLL_SECONDS
-        if view.revision() <= since and wait > 0:
+        if view.revision() <= since and wait > 0 and not view.closing:
             try:
-                await sandbox.world.wait_for(lambda: view.revision() > since, wait)
+                await sandbox.world.wait_for(lambda: view.closing or view.revision() > since, wait)
             except TimeoutError:
                 pass
         return JSONResponse(view.snapshot())

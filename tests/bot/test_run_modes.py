@@ -33,7 +33,8 @@ async def bot_running(settings: Settings, sandbox: BotApiSandbox, *, port: int =
     task = asyncio.create_task(run_bot(settings, host="127.0.0.1", port=port, webhook_url=webhook_url,
                                        base_url=sandbox.base_url, base_file_url=sandbox.base_file_url,
                                        stop=stop, on_ready=ready.set_result))
-    done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[object]] = {task, ready}  # type: ignore[arg-type]
+    done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()
     assert ready in done, "the bot did not start in 30 s"
