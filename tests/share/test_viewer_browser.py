@@ -204,3 +204,31 @@ def test_access_code_form_in_the_browser(chromium_browser: Any, served: str, wor
         assert page.locator("#series button").count() == 2
     finally:
         page.close()
+
+
+def test_ruler_says_so_when_the_file_has_no_pixel_spacing(chromium_browser: Any, served: str,
+                                                          world: ShareWorld) -> None:
+    from sqlalchemy import update
+
+    from store.db import transaction
+    from store.models import Instance, Series
+
+    with transaction(world.sessions) as session:
+        series_id = session.query(Series.id).filter(Series.series_uid == world.main_series[1]).scalar()
+        session.execute(update(Instance).where(Instance.series_id == series_id).values(pixel_spacing=""))
+    created = world.share(series_uids=[world.main_series[1]])
+    page = chromium_browser.new_page(viewport={"width": 800, "height": 800})
+    try:
+        page.goto(f"{served}/s/{created.token}")
+        page.wait_for_selector("body[data-ready='1']")
+        _wait_loaded(page, 1)
+        page.select_option("#tool", "ruler")
+        x, y = _centre(page)
+        page.mouse.move(x - 40, y)
+        page.mouse.down()
+        page.mouse.move(x + 40, y, steps=3)
+        page.mouse.up()
+        text = page.inner_text("#measure")
+        assert "no pixel spacing" in text and "mm" not in text.split("(")[0]
+    finally:
+        page.close()
