@@ -19,6 +19,7 @@ for the ultrasound and < 3 x one decoded frame + baseline for the 1,000-frame ob
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,21 +67,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+Renderer = Callable[[Path], Callable[[], object] | None]
 
 
-def bench_lightbox(files: dict[str, list[Path]], repeat: int) -> dict[str, list[float]]:
-    return {
-        group: [t for path in paths for t in timed(lambda p=path: telegram_photo_bytes(p), repeat)]
-        for group, paths in files.items()
-    }
+def lightbox_renderer(path: Path) -> Callable[[], object] | None:
+    return lambda: telegram_photo_bytes(path)
 
 
 def dcmtk_options(path: Path) -> list[str]:
@@ -95,40 +87,50 @@ def dcmtk_options(path: Path) -> list[str]:
     return ["+Wm"]
 
 
-def bench_dcmtk(files: dict[str, list[Path]], repeat: int, workdir: Path) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
+def dcmtk_renderer(workdir: Path) -> Renderer:
     target = workdir / "dcmtk.jpg"
+
+    def make(path: Path) -> Callable[[], object] | None:
+        command = ["dcmj2pnm", "+oj", *dcmtk_options(path), str(path), str(target)]
+        if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+            return None  # dcmtk cannot render it (JPEG 2000, JPEG-LS here, 32-bit RGB, segmented palettes)
+        return lambda: subprocess.run(command, capture_output=True, check=False)
+
+    return make
+
+
+def orthanc_renderer(client: Any) -> Renderer:
+    def make(path: Path) -> Callable[[], object] | None:
+        answer = client.post("/instances", content=path.read_bytes())
+        if answer.status_code != 200:
+            return None
+        url = f"/instances/{answer.json()['ID']}/rendered"
+        if client.get(url, headers={"Accept": "image/jpeg"}).status_code != 200:
+            return None  # Orthanc cannot render it
+        return lambda: client.get(url, headers={"Accept": "image/jpeg"})
+
+    return make
+
+
+def bench(files: dict[str, list[Path]], renderers: dict[str, Renderer], repeat: int,
+          ) -> dict[str, dict[str, dict[Path, list[float]]]]:
+    """times[renderer][group][file]: the renderers take turns on each file, so a busy machine
+    slows them alike."""
+    times: dict[str, dict[str, dict[Path, list[float]]]] = {name: {g: {} for g in GROUPS} for name in renderers}
     for group, paths in files.items():
-        times: list[float] = []
         for path in paths:
-            command = ["dcmj2pnm", "+oj", *dcmtk_options(path), str(path), str(target)]
-            if subprocess.run(command, capture_output=True, check=False).returncode != 0:
-                continue  # dcmtk cannot render it (JPEG 2000, 32-bit RGB, segmented palettes)
-            times += timed(lambda c=command: subprocess.run(c, capture_output=True, check=False), repeat)
-        out[group] = times
-    return out
-
-
-def bench_orthanc(files: dict[str, list[Path]], repeat: int, workdir: Path) -> dict[str, list[float]]:
-    import httpx
-
-    from tests.services import start_orthanc
-
-    out: dict[str, list[float]] = {}
-    with start_orthanc(workdir / "orthanc") as base, httpx.Client(base_url=base, timeout=60) as client:
-        for group, paths in files.items():
-            times: list[float] = []
-            for path in paths:
-                answer = client.post("/instances", content=path.read_bytes())
-                if answer.status_code != 200:
-                    continue
-                instance = answer.json()["ID"]
-                url = f"/instances/{instance}/rendered"
-                if client.get(url, headers={"Accept": "image/jpeg"}).status_code != 200:
-                    continue  # Orthanc cannot render it
-                times += timed(lambda u=url: client.get(u, headers={"Accept": "image/jpeg"}), repeat)
-            out[group] = times
-    return out
+            jobs = {}
+            for name, make in renderers.items():
+                job = make(path)
+                if job is not None:
+                    job()  # warm
+                    jobs[name] = job
+            for _ in range(repeat):
+                for name, job in jobs.items():
+                    start = time.perf_counter()
+                    job()
+                    times[name][group].setdefault(path, []).append((time.perf_counter() - start) * 1000)
+    return times
 
 
 MEMORY_CHILD = r"""
@@ -189,17 +191,32 @@ def synthetic_thousand_frames(workdir: Path) -> tuple[Path, int]:
     return path, len(frame)
 
 
-def report(name: str, results: dict[str, list[float]]) -> dict[str, float]:
-    medians = {}
+def report(times: dict[str, dict[str, dict[Path, list[float]]]]) -> None:
     for group in GROUPS:
-        times = results.get(group, [])
-        if not times:
-            print(f"  {name:10} {group:12} (nothing rendered)")
+        for name, groups in times.items():
+            per_file = groups[group]
+            flat = [t for ts in per_file.values() for t in ts]
+            if not flat:
+                print(f"  {group:12} {name:9} (renders none)")
+                continue
+            print(f"  {group:12} {name:9} files {len(per_file):4}  median {statistics.median(flat):8.2f} ms"
+                  f"  p95 {percentile(flat, 95):8.2f} ms")
+    print("\nRatios, peer median / Lightbox median (above 1: Lightbox faster); whole group, then only the "
+          "files both render:")
+    ours = times["lightbox"]
+    for name, groups in times.items():
+        if name == "lightbox":
             continue
-        medians[group] = statistics.median(times)
-        print(f"  {name:10} {group:12} n={len(times):4}  median {medians[group]:8.2f} ms"
-              f"  p95 {percentile(times, 95):8.2f} ms")
-    return medians
+        for group in GROUPS:
+            theirs = groups[group]
+            if not theirs or not ours[group]:
+                continue
+            whole = statistics.median([t for ts in theirs.values() for t in ts]) / statistics.median(
+                [t for ts in ours[group].values() for t in ts])
+            common = [p for p in theirs if p in ours[group]]
+            same = statistics.median([t for p in common for t in theirs[p]]) / statistics.median(
+                [t for p in common for t in ours[group][p]])
+            print(f"  {name:9} {group:12} {whole:7.1f} x   same files ({len(common)}): {same:7.1f} x")
 
 
 def main() -> int:
@@ -219,23 +236,24 @@ def main() -> int:
     print("corpus: " + ", ".join(f"{g} {len(p)} files" for g, p in files.items()))
     print(f"large: {', '.join(short_name(p) for p in files['large'])}")
 
-    with tempfile.TemporaryDirectory(prefix="lightbox-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lightbox-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        print("\nTo a chat-ready JPEG (Lightbox: long side 1280, in process):")
-        ours = report("lightbox", bench_lightbox(files, args.repeat))
-        peers: dict[str, dict[str, float]] = {}
+        renderers: dict[str, Renderer] = {"lightbox": lightbox_renderer}
         if not args.no_dcmtk:
-            peers["dcmtk"] = report("dcmtk", bench_dcmtk(files, max(1, args.repeat // 2), workdir))
+            renderers["dcmtk"] = dcmtk_renderer(workdir)
         if not args.no_orthanc:
             try:
-                peers["orthanc"] = report("orthanc", bench_orthanc(files, args.repeat, workdir))
-            except Exception as exc:  # Orthanc missing or failing: say so, keep the rest
-                print(f"  orthanc: not measured ({type(exc).__name__}: {exc})")
-        print("\nRatios (peer median / Lightbox median; above 1 means Lightbox is faster):")
-        for peer, medians in peers.items():
-            for group in GROUPS:
-                if group in medians and group in ours:
-                    print(f"  {peer:8} {group:12} {medians[group] / ours[group]:8.1f} x")
+                import httpx
+
+                from tests.services import start_orthanc
+
+                base = stack.enter_context(start_orthanc(workdir / "orthanc"))
+                renderers["orthanc"] = orthanc_renderer(stack.enter_context(httpx.Client(base_url=base, timeout=60)))
+            except Exception as exc:  # Orthanc missing or failing: say so, measure the rest
+                print(f"orthanc: not measured ({type(exc).__name__}: {exc})")
+        print(f"\nTo a chat-ready JPEG, {args.repeat} runs a file, renderers taking turns "
+              "(Lightbox: in process, long side 1280; dcmtk: one process per file; Orthanc: /rendered, warm):")
+        report(bench(files, renderers, args.repeat))
 
         if not args.no_memory:
             from pydicom.data import get_testdata_file

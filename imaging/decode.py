@@ -41,6 +41,10 @@ from pydicom.uid import (
     JPEG2000TransferSyntaxes,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
     JPEGLSTransferSyntaxes,
     JPEGTransferSyntaxes,
 )
@@ -72,6 +76,7 @@ _ITEM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE0DD
 # From this many pixels a JPEG 2000 frame is decoded with threads (small ones are fast anyway).
 _THREADED_J2K_PIXELS = 1_000_000
 _PILLOW_FIRST = {JPEGBaseline8Bit, JPEGExtended12Bit}
+_IMAGECODECS_FIRST = {JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless}
 
 
 @dataclass
@@ -420,6 +425,14 @@ def _decode(image: DicomImage, src: bytes | BinaryIO, index: int, opts: dict[str
         except CorruptImage:
             if not isinstance(src, bytes):
                 src.seek(image.pixel_offset or 0)
+    if image.transfer_syntax in _IMAGECODECS_FIRST and image.encapsulated:
+        # CharLS and libjpeg-turbo's lossless mode through imagecodecs: several times faster
+        # than GDCM here; GDCM stays the fallback.
+        try:
+            return _decode_with_imagecodecs(image, src, index, _fallback_codec(image.transfer_syntax) or "")
+        except CorruptImage:
+            if not isinstance(src, bytes):
+                src.seek(image.pixel_offset or 0)
     plugins = [plugin]
     if image.transfer_syntax in _PILLOW_FIRST and lenient_int(image.ds, "BitsStored", 8) <= 8:
         plugins = ["pillow", ""]  # libjpeg-turbo through Pillow: faster than GDCM, converts YCbCr itself
@@ -475,7 +488,7 @@ def _decode_with_imagecodecs(image: DicomImage, src: bytes | BinaryIO, index: in
         bits = lenient_int(image.ds, "BitsStored", arr.dtype.itemsize * 8)
         signed = arr.astype(np.int32)
         signed[signed >= 1 << (bits - 1)] -= 1 << bits
-        arr = signed
+        arr = signed.astype(np.int16 if bits <= 16 else np.int32)
     photometric = image.photometric
     if codec == "jpeg" and arr.ndim == 3 and photometric.startswith("YBR"):
         photometric = "RGB"  # libjpeg converts YCbCr to RGB itself

@@ -242,3 +242,16 @@ def test_enhanced_ct_window_and_rescale_come_from_the_functional_groups() -> Non
     assert result.voi is not None and (result.voi.kind, result.voi.center, result.voi.width) == ("stored", 49, 102)
     hu_window = render_frame(path, 1, WindowChoice.explicit(49, 102), max_size=0)
     assert np.array_equal(result.pixels, hu_window)
+
+
+def test_palette_to_rgb_fast_paths_agree_with_a_plain_lookup() -> None:
+    from imaging.render import palette_to_rgb
+
+    rng = np.random.default_rng(6)
+    table = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    stored = rng.integers(0, 256, (50, 60), dtype=np.uint8)
+    assert np.array_equal(palette_to_rgb(stored, table, 0), table[stored])
+    table16 = rng.integers(0, 256, (4096, 3), dtype=np.uint8)
+    stored16 = rng.integers(0, 5000, (50, 60)).astype(np.uint16)
+    expected = table16[np.clip(stored16.astype(int) - 100, 0, 4095)]
+    assert np.array_equal(palette_to_rgb(stored16, table16, 100), expected)
