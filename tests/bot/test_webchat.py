@@ -123,6 +123,8 @@ def test_share_link_opens_in_the_browser(page: Any, demo: DemoReady) -> None:
     assert response is not None and response.status == 200
     assert re.search(r"Dr\.? Lee", viewer.content())
     viewer.close()
+    # The patient hears about the first opening in the chat.
+    page.locator("article.bot .text", has_text="was opened just now").wait_for(timeout=TIMEOUT_MS)
 
 
 def test_upload_button_sends_a_file(page: Any) -> None:
