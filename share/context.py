@@ -24,9 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import anyio
+import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -92,6 +93,8 @@ class ViewerContext:
     # Short read-only lookups (image requests) on the event loop instead of a worker thread. Measured on a
     # busy 2-core machine it did not beat threads (benchmarks/share_load.py), so threads stay the default.
     inline_reads: bool = False
+    lookup_threads: int = 4
+    _lookup_limiter: anyio.CapacityLimiter | None = None
     _scopes: dict[tuple[int, int, str, bool], tuple[float, Scope]] = field(default_factory=dict)
     _instances: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
     templates: Environment = field(
@@ -130,6 +133,12 @@ class ViewerContext:
             self._instances.clear()
         self._instances[key] = (now + self.scope_ttl, found)
         return found
+
+    def _db_threads(self) -> anyio.CapacityLimiter:
+        # A few threads for database lookups: many more only fight over the GIL and the connection pool.
+        if self._lookup_limiter is None:
+            self._lookup_limiter = anyio.CapacityLimiter(self.lookup_threads)
+        return self._lookup_limiter
 
     def flush_events(self) -> int:
         """Write buffered image-view events now."""
@@ -234,7 +243,7 @@ class ViewerContext:
         if inline:
             result, state, has_session = lookup()
         else:
-            result, state, has_session = await run_in_threadpool(lookup)
+            result, state, has_session = await anyio.to_thread.run_sync(lookup, limiter=self._db_threads())
         if state is LinkState.OK:
             if need_session and not has_session:
                 return None, self.json_error(403, "Open the link in the viewer first.")
