@@ -321,6 +321,12 @@ def auto_window(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[flo
         return 0.0, 1.0
     lo, hi = float(flat.min()), float(flat.max())
     plo, phi = (float(v) for v in np.percentile(flat, [AUTO_LOW_PERCENTILE, AUTO_HIGH_PERCENTILE]))
+    return window_from_range(lo, hi, plo, phi)
+
+
+def window_from_range(lo: float, hi: float, plo: float, phi: float) -> tuple[float, float]:
+    """The automatic window's rule (see :func:`auto_window`) from the minimum, maximum and the
+    0.1st / 99.9th percentiles of the values."""
     body = phi - plo
     if body > 0:
         if hi - phi > body:

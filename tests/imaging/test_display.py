@@ -255,3 +255,16 @@ def test_palette_to_rgb_fast_paths_agree_with_a_plain_lookup() -> None:
     stored16 = rng.integers(0, 5000, (50, 60)).astype(np.uint16)
     expected = table16[np.clip(stored16.astype(int) - 100, 0, 4095)]
     assert np.array_equal(palette_to_rgb(stored16, table16, 100), expected)
+
+
+def test_counting_auto_window_agrees_with_the_sorting_one() -> None:
+    from imaging.render import _auto_window_by_counting
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.uint8, np.uint16, np.int16):
+        for slope in (2.0, -1.0):
+            values = rng.normal(100, 20, 50_000).astype(dtype)
+            values[:5] = np.iinfo(dtype).max  # a few hot pixels
+            ds = _ds(RescaleSlope=slope, RescaleIntercept=-1000)
+            expected = display.auto_window(display.apply_modality_lut(values, ds))
+            assert _auto_window_by_counting(values, None, ds, True) == pytest.approx(expected, abs=slope * 1.0)
