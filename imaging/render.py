@@ -311,6 +311,8 @@ def _display_and_transform(
     pixels = fit(pixels, max_size)
     if invert:
         pixels = transforms.invert(pixels)
+    if not pixels.flags.writeable:  # a view of the file's bytes: callers may draw on the picture
+        pixels = pixels.copy()
     return Rendered(pixels=pixels, voi=applied, frame=frame, frames=image.frames, view=view)
 
 

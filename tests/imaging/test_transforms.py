@@ -133,3 +133,9 @@ def test_overlay_runs_last_on_the_output() -> None:
     result = render(_file("CT_small.dcm"), rotate=90, max_size=64, overlay=overlay)
     assert seen == [((64, 64), View(rotate=90))]
     assert result.pixels[0, 0] == 255
+
+
+def test_rendered_pictures_can_be_drawn_on() -> None:
+    for name in ("SC_rgb.dcm", "CT_small.dcm", "OBXXXX1A.dcm"):
+        picture = render_frame(_file(name), max_size=0)
+        picture[0, 0] = 0  # must not raise "assignment destination is read-only"
