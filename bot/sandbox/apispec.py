@@ -20,12 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from starlette.datastructures import UploadFile
-
 SPEC_PATH = Path(__file__).with_name("spec") / "bot-api.json"
 
 _MUST_BE = re.compile(r"must be ([a-z_]+)\b")
-_SCALARS = frozenset({"Integer", "Float", "String", "Boolean", "InputFile"})
 
 
 class SpecError(ValueError):
@@ -246,14 +243,3 @@ def coerce_params(spec: BotApiSpec, method: Shape, raw: dict[str, Any], from_for
         _check_any(spec, field.types, value, field.name, strict=False)
         params[field.name] = value
     return params
-
-
-async def read_upload(upload: UploadFile) -> Upload:
-    """Read a Starlette upload into memory (the sandbox keeps every file the bot sends)."""
-    data = await upload.read()
-    return Upload(upload.filename or "file", upload.content_type or "application/octet-stream", data)
-
-
-def is_scalar(type_expr: str) -> bool:
-    """True for the spec's primitive types."""
-    return type_expr in _SCALARS

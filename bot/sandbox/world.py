@@ -280,6 +280,7 @@ class World:
         self.chat_messages: dict[int, list[SandboxMessage]] = {}
         self._next_message_id: dict[int, itertools.count[int]] = {}
         self.files: dict[str, StoredFile] = {}
+        self._files_by_path: dict[str, StoredFile] = {}
         self._file_counter = itertools.count(1)
         self.updates: list[Update] = []  # not yet confirmed by getUpdates' offset or webhook delivery
         self._update_ids = itertools.count(1)
@@ -363,13 +364,11 @@ class World:
             **attrs,
         )
         self.files[stored.file_id] = stored
+        self._files_by_path[stored.file_path] = stored
         return stored
 
     def file_by_path(self, path: str) -> StoredFile | None:
-        for stored in self.files.values():
-            if stored.file_path == path:
-                return stored
-        return None
+        return self._files_by_path.get(path)
 
     # --- updates ------------------------------------------------------------------------------------------------
     def push_update(self, kind: str, payload: dict[str, Any]) -> Update:
