@@ -30,7 +30,6 @@ from pydicom.encaps import get_frame
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.pixels import get_decoder
-from pydicom.pixels.utils import as_pixel_options
 from pydicom.uid import (
     UID,
     AllTransferSyntaxes,
@@ -109,6 +108,7 @@ class DicomImage:
     pixel_offset: int | None = None
     pixel_bytes: bytes | None = field(default=None, repr=False)
     encapsulated: bool = False
+    _options: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def photometric(self) -> str:
@@ -121,38 +121,31 @@ class DicomImage:
         return self.rows * self.columns * self.samples
 
     def decoding_options(self) -> dict[str, Any]:
-        """Options for pydicom's decoders, with this module's leniencies applied."""
-        opts = as_pixel_options(_header_for_options(self.ds))
-        opts.update(
-            number_of_frames=self.frames,
-            rows=self.rows,
-            columns=self.columns,
-            samples_per_pixel=self.samples,
-            transfer_syntax_uid=self.transfer_syntax,
-            pixel_keyword=self.pixel_keyword,
-            view_only=True,  # native data: no copy; the pipeline never writes to stored values
-        )
-        opts.setdefault("photometric_interpretation", self.photometric)
-        if self.samples > 1:
-            opts.setdefault("planar_configuration", 0)
-        opts.setdefault("pixel_representation", 0)
-        if self.pixel_vr:
-            opts["pixel_vr"] = self.pixel_vr
-        return opts
-
-
-def _header_for_options(ds: Dataset) -> Dataset:
-    """A copy of the Image Pixel elements with Number of Frames removed (we pass our own reading)."""
-    out = Dataset()
-    for elem in ds.group_dataset(0x0028):
-        if elem.tag == 0x00280008:
-            continue
-        out.add(elem)
-    if "BitsAllocated" not in out:
-        out.BitsAllocated = 16
-    if "BitsStored" not in out:
-        out.BitsStored = out.BitsAllocated
-    return out
+        """Options for pydicom's decoders, with this module's leniencies applied (computed once)."""
+        if self._options is None:
+            ds = self.ds
+            bits_allocated = lenient_int(ds, "BitsAllocated", 16)
+            opts: dict[str, Any] = {
+                "rows": self.rows,
+                "columns": self.columns,
+                "samples_per_pixel": self.samples,
+                "number_of_frames": self.frames,
+                "photometric_interpretation": self.photometric,
+                "bits_allocated": bits_allocated,
+                "bits_stored": lenient_int(ds, "BitsStored", bits_allocated),
+                "pixel_representation": lenient_int(ds, "PixelRepresentation", 0),
+                "transfer_syntax_uid": self.transfer_syntax,
+                "pixel_keyword": self.pixel_keyword,
+                "view_only": True,  # native data: no copy; the pipeline never writes to stored values
+            }
+            if self.samples > 1:
+                opts["planar_configuration"] = lenient_int(ds, "PlanarConfiguration", 0)
+            if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+                opts["extended_offsets"] = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+            if self.pixel_vr:
+                opts["pixel_vr"] = self.pixel_vr
+            self._options = opts
+        return dict(self._options)
 
 
 def lenient_int(ds: Dataset, keyword: str, default: int) -> int:
