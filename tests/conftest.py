@@ -12,9 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# pydicom downloads any external test file whose checksum it does not know, retrying for tens of
+# seconds per file; nothing here may reach the network, so every such download fails at once.
+import pydicom.data.download as _pydicom_download
 import pytest
 
 from tests import services
+
+_pydicom_download._SIMULATE_NETWORK_OUTAGE = True  # type: ignore[attr-defined]
 
 
 def require_service(found: object, what: str) -> None:
