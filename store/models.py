@@ -312,3 +312,7 @@ class AccessEvent(Base):
     )
     # Short, PHI-free detail (e.g. "frame 12", "deidentified zip").
     detail: Mapped[str] = mapped_column(String(256), default="")
+
+
+# Scale-path state tables (persistence, webhook inbox, chat leases, jobs) share this metadata.
+from store import models_state as models_state  # noqa: E402,F401
