@@ -103,6 +103,7 @@ def replicate(
     per_patient = max(1, count // patients)
     latest_mr: dict[str, date] = {}
     start = date(2000, 1, 1)
+    warnings.simplefilter("ignore")  # the test files' deliberate oddities, re-written thousands of times
     for i in range(count):
         ds = templates[i % len(templates)]
         patient = f"BENCH{min(i // per_patient, patients - 1):05d}"

@@ -99,9 +99,28 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._defer_depth = 0
-        self._pending: list[Path] = []
-        self._lock = threading.Lock()
+        # Deferred syncs are per thread: one thread's group commit never delays another's put.
+        self._local = threading.local()
+        self._folders: set[Path] = set()
+
+    @property
+    def _defer_depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    @_defer_depth.setter
+    def _defer_depth(self, value: int) -> None:
+        self._local.depth = value
+
+    @property
+    def _pending(self) -> list[Path]:
+        pending: list[Path] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
+    @_pending.setter
+    def _pending(self, value: list[Path]) -> None:
+        self._local.pending = value
 
     # -- naming -------------------------------------------------------------------------------
 
@@ -136,8 +155,9 @@ class FileStore:
 
     @contextmanager
     def deferred_sync(self) -> Iterator[None]:
-        """Group commit: puts inside skip their own fsyncs; :meth:`sync` (also run on exit) makes them
-        durable in one go. Callers record a file in the database only after :meth:`sync` returned."""
+        """Group commit: puts inside (in this thread) skip their own fsyncs; :meth:`sync` (also run on
+        exit) makes them durable in one go. Callers record a file in the database only after :meth:`sync`
+        returned."""
         self._defer_depth += 1
         try:
             yield
@@ -148,8 +168,7 @@ class FileStore:
 
     def sync(self) -> None:
         """Make every put since the last sync durable (one ``syncfs`` of the store's filesystem)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
         if not pending:
             return
         try:
@@ -165,6 +184,12 @@ class FileStore:
         except OSError as exc:
             raise _store_error(exc) from exc
 
+    def _make_folder(self, folder: Path) -> None:
+        # 65,536 fan-out folders: remember the ones made, to spare a system call per file.
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+
     def _complete(self, final: Path, size: int) -> bool:
         """Whether ``final`` holds a whole file (a crash before a sync can leave a short one)."""
         try:
@@ -178,7 +203,7 @@ class FileStore:
         final = self.path(digest)
         if self._complete(final, len(data)):
             return stored
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder(final.parent)
         self._write_atomically(final, [data])
         return stored
 
@@ -204,7 +229,7 @@ class FileStore:
             if self._complete(final, size):
                 tmp.unlink()
                 return StoredObject(digest, digest, size)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder(final.parent)
             os.replace(tmp, final)
             self._made_durable_or_pending(final)
             return StoredObject(digest, digest, size)
@@ -215,7 +240,13 @@ class FileStore:
     def _write_atomically(self, final: Path, chunks: list[bytes]) -> None:
         tmp = final.parent / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            with open(tmp, "xb") as out:
+            try:
+                out = open(tmp, "xb")
+            except FileNotFoundError:  # the folder went away since it was made
+                self._folders.discard(final.parent)
+                self._make_folder(final.parent)
+                out = open(tmp, "xb")
+            with out:
                 for chunk in chunks:
                     out.write(self._encode(chunk))
                 out.flush()
@@ -229,8 +260,7 @@ class FileStore:
 
     def _made_durable_or_pending(self, final: Path) -> None:
         if self._defer_depth:
-            with self._lock:
-                self._pending.append(final)
+            self._pending.append(final)
         else:
             _fsync_dir(final.parent)
 

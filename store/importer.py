@@ -39,7 +39,7 @@ from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, NoReturn
 
-from sqlalchemy import and_, delete, func, or_, select, text
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,7 +55,17 @@ from store.dicom_meta import (
     referenced_file_ids,
 )
 from store.filestore import FileStore, FileStoreError, StoredObject, StoreFullError
-from store.models import AccessEvent, Instance, Patient, PatientIdentifier, Series, Study, StudyModality
+from store.models import (
+    AccessEvent,
+    Instance,
+    Patient,
+    PatientIdentifier,
+    Series,
+    Study,
+    StudyModality,
+    new_public_id,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -531,6 +541,7 @@ def _record_batch(
     new_instances: dict[str, tuple[str, Series]] = {}
     touched_series: set[Series] = set()
     touched_studies: set[Study] = set()
+    instance_rows: list[tuple[Series, dict[str, Any]]] = []
 
     def conflict(staged: _Staged, kind: str, detail: str) -> None:
         out.conflicts.append(Conflict(kind, staged.name, staged.meta.sop_instance_uid, detail, staged.stored.key))
@@ -609,21 +620,24 @@ def _record_batch(
                     present.transfer_syntax_uid = meta.transfer_syntax
             out.present += 1
         else:
-            session.add(
-                Instance(
-                    series=series,
-                    sop_instance_uid=meta.sop_instance_uid,
-                    sop_class_uid=meta.sop_class_uid,
-                    instance_number=meta.instance_number,
-                    slice_location=meta.slice_location,
-                    number_of_frames=meta.frames,
-                    rows=meta.rows,
-                    columns=meta.columns,
-                    pixel_spacing=meta.pixel_spacing,
-                    transfer_syntax_uid=meta.transfer_syntax,
-                    size_bytes=staged.stored.size,
-                    content_hash=staged.stored.sha256,
-                    storage_key=staged.stored.key,
+            # Inserted in bulk after the loop (Core executemany: instances are most of the rows).
+            instance_rows.append(
+                (
+                    series,
+                    {
+                        "sop_instance_uid": meta.sop_instance_uid,
+                        "sop_class_uid": meta.sop_class_uid,
+                        "instance_number": meta.instance_number,
+                        "slice_location": meta.slice_location,
+                        "number_of_frames": meta.frames,
+                        "rows": meta.rows,
+                        "columns": meta.columns,
+                        "pixel_spacing": meta.pixel_spacing,
+                        "transfer_syntax_uid": meta.transfer_syntax,
+                        "size_bytes": staged.stored.size,
+                        "content_hash": staged.stored.sha256,
+                        "storage_key": staged.stored.key,
+                    },
                 )
             )
             new_instances[meta.sop_instance_uid] = (staged.stored.sha256, series)
@@ -636,6 +650,15 @@ def _record_batch(
         out.patient_instances[patient.id] += 1
         out.patient_studies.setdefault(patient.id, set()).add(meta.study_uid)
     session.flush()
+    if instance_rows:
+        now = utcnow()
+        session.execute(
+            insert(Instance),
+            [
+                {**row, "series_id": series.id, "public_id": new_public_id(), "created_at": now}
+                for series, row in instance_rows
+            ],
+        )
     refresh_series(session, touched_series)
     refresh_studies(session, touched_studies)
     return out

@@ -160,3 +160,39 @@ def test_stale_temporaries_are_cleaned(tmp_path: Path, dicom_bytes: bytes) -> No
     assert store.remove_stale_temporaries() == 1
     assert not leftover.exists() and fresh.exists()
     assert store.keys() == [stored.key]
+
+
+def test_group_commit_defers_fsyncs_until_sync(
+    tmp_path: Path, dicom_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path / "dicom")
+    fsyncs: list[str] = []
+    syncfs_calls: list[Path] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        filestore_module.os, "fsync", lambda fd: (fsyncs.append(threading.current_thread().name), real_fsync(fd))
+    )
+    monkeypatch.setattr(filestore_module, "_syncfs", lambda root: syncfs_calls.append(root) or True)
+    other_thread_fsyncs: list[str] = []
+    with store.deferred_sync():
+        keys = [store.put(dicom_bytes + bytes([i])).key for i in range(5)]
+        assert fsyncs == [] and syncfs_calls == []
+        # Another thread's put is not part of this group commit: it is durable on return.
+        worker = threading.Thread(target=lambda: store.put(b"from another thread"), name="other")
+        worker.start()
+        worker.join()
+        other_thread_fsyncs = [name for name in fsyncs if name == "other"]
+        store.sync()
+        assert syncfs_calls == [tmp_path / "dicom"]
+        store.sync()  # nothing new: no second syncfs
+        assert len(syncfs_calls) == 1
+    assert other_thread_fsyncs == ["other", "other"]  # file and folder
+    assert all(store.exists(k) for k in keys)
+
+
+def test_a_short_file_under_a_key_is_rewritten(tmp_path: Path, dicom_bytes: bytes) -> None:
+    store = FileStore(tmp_path / "dicom")
+    stored = store.put(dicom_bytes)
+    store.path(stored.key).write_bytes(dicom_bytes[:10])  # what a crash before a sync may leave
+    assert store.put(dicom_bytes) == stored
+    assert store.read(stored.key) == dicom_bytes
