@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -240,10 +241,19 @@ class ViewerContext:
                     return None, state, False
                 return work(session, link), state, has_session
 
-        if inline:
-            result, state, has_session = lookup()
-        else:
-            result, state, has_session = await anyio.to_thread.run_sync(lookup, limiter=self._db_threads())
+        for attempt in range(3):
+            try:
+                if inline:
+                    result, state, has_session = lookup()
+                else:
+                    result, state, has_session = await anyio.to_thread.run_sync(lookup, limiter=self._db_threads())
+                break
+            except OperationalError:
+                # SQLite answers a write that raced another writer with "database is locked": the
+                # transaction was rolled back whole, so run it again.
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
         if state is LinkState.OK:
             if need_session and not has_session:
                 return None, self.json_error(403, "Open the link in the viewer first.")

@@ -32,14 +32,15 @@ from starlette.routing import Route
 
 from share.context import ViewerContext
 from share.links import (
-    Scope as LinkScope,
-)
-from share.links import (
+    CodeCheck,
     check_access_code,
     count_open,
     instances_in_order,
     link_scope,
     record_event,
+)
+from share.links import (
+    Scope as LinkScope,
 )
 from store.models import Instance, Patient, Series, ShareLink, Study
 
@@ -82,12 +83,15 @@ def _admit(ctx: ViewerContext, request: Request, session: Session, link: ShareLi
         code = _basic_password(request)
         if code is None:
             raise Denied(401, "This link needs its access code (as the HTTP Basic password).", basic=True)
-        if not check_access_code(session, link, code, now):
-            locked = link.public_id if link.locked_at is not None else ""
+        checked = check_access_code(session, link, code, now)
+        if checked is not CodeCheck.OK:
+            locked = link.public_id if checked is CodeCheck.LOCKED_NOW else ""
             raise Denied(401, "Wrong access code.", basic=True, locked_link=locked)
     if counts_view:
-        _, first = count_open(session, link, now)
-        return first
+        counted = count_open(session, link, now)
+        if counted is None:
+            raise Denied(410, "This link has been opened as many times as the patient allowed.")
+        return counted[1]
     return False
 
 

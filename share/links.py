@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from store.audit import record_access
@@ -246,29 +246,67 @@ def link_state(link: ShareLink | None, now: datetime, *, opening: bool = False) 
     return LinkState.OK
 
 
-def check_access_code(session: Session, link: ShareLink, code: str, now: datetime) -> bool:
-    """Check a presented access code; the fifth wrong one locks the link. Returns whether it matched."""
+class CodeCheck(enum.Enum):
+    """What a presented access code did."""
+
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED_NOW = "locked_now"  # this wrong code was the one that locked the link: tell the patient
+    LOCKED = "locked"  # already locked before
+
+
+def check_access_code(session: Session, link: ShareLink, code: str, now: datetime) -> CodeCheck:
+    """Check a presented access code; the fifth wrong one locks the link.
+
+    Wrong tries are counted with one atomic UPDATE, so tries racing in parallel (or on several workers)
+    still lock the link at the fifth, and exactly one of them reports :attr:`CodeCheck.LOCKED_NOW`.
+    """
     if not link.access_code_hash:
-        return True
+        return CodeCheck.OK
     if link.locked_at is not None:
-        return False
+        return CodeCheck.LOCKED
     if access_code_matches(code.strip(), link.access_code_hash):
-        return True
-    link.failed_code_attempts += 1
+        return CodeCheck.OK
+    session.execute(
+        update(ShareLink).where(ShareLink.id == link.id)
+        .values(failed_code_attempts=ShareLink.failed_code_attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    locked_now = getattr(session.execute(
+        update(ShareLink)
+        .where(ShareLink.id == link.id, ShareLink.locked_at.is_(None),
+               ShareLink.failed_code_attempts >= MAX_CODE_ATTEMPTS)
+        .values(locked_at=now)
+        .execution_options(synchronize_session=False)
+    ), "rowcount", 0) == 1
+    session.refresh(link)
     record_event(session, link, "share_open", at=now,
                  detail=f"wrong access code, attempt {link.failed_code_attempts}")
-    if link.failed_code_attempts >= MAX_CODE_ATTEMPTS:
-        link.locked_at = now
+    if locked_now:
         record_event(session, link, "share_open", at=now, detail="locked after too many wrong access codes")
-    return False
+        return CodeCheck.LOCKED_NOW
+    return CodeCheck.LOCKED if link.locked_at is not None else CodeCheck.WRONG
 
 
-def count_open(session: Session, link: ShareLink, now: datetime) -> tuple[int, bool]:
-    """Count a new viewing session; returns (its number, whether it was the link's first open)."""
-    first = link.first_opened_at is None
-    link.view_count += 1
-    if first:
-        link.first_opened_at = now
+def count_open(session: Session, link: ShareLink, now: datetime) -> tuple[int, bool] | None:
+    """Count a new viewing session: (its number, whether it was the link's first open), or ``None``
+    when the view limit is used up. One atomic UPDATE, so parallel opens cannot exceed the limit."""
+    counted = session.execute(
+        update(ShareLink)
+        .where(ShareLink.id == link.id,
+               or_(ShareLink.max_views.is_(None), ShareLink.view_count < ShareLink.max_views))
+        .values(view_count=ShareLink.view_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(counted, "rowcount", 0) != 1:
+        return None
+    first = getattr(session.execute(
+        update(ShareLink)
+        .where(ShareLink.id == link.id, ShareLink.first_opened_at.is_(None))
+        .values(first_opened_at=now)
+        .execution_options(synchronize_session=False)
+    ), "rowcount", 0) == 1
+    session.refresh(link)
     record_event(session, link, "share_open", at=now, detail=f"view {link.view_count}")
     return link.view_count, first
 

@@ -42,6 +42,7 @@ from share.context import HERE, SECURITY_HEADERS, FileSource, Notifier, ViewerCo
 from share.events import PendingView
 from share.links import (
     MAX_CODE_ATTEMPTS,
+    CodeCheck,
     LinkState,
     check_access_code,
     count_open,
@@ -208,7 +209,10 @@ async def viewer_page(request: Request) -> Response:
             return "view", build_glance(session, link), 0, False, link.public_id
         if link.access_code_hash:
             return "code", None, 0, False, link.public_id
-        view, first = count_open(session, link, now)
+        counted = count_open(session, link, now)
+        if counted is None:
+            return "used_up", None, 0, False, link.public_id
+        view, first = counted
         return "view", build_glance(session, link), view, first, link.public_id
 
     result, failure = await ctx.resolve(request, token, work, opening=True, need_session=False)
@@ -216,6 +220,8 @@ async def viewer_page(request: Request) -> Response:
         return failure
     assert result is not None
     kind, glance, view, first, public_id = result
+    if kind == "used_up":
+        return ctx.failure_page(LinkState.USED_UP)
     if kind == "code":
         return ctx.page("code.html", 200, attempts_left=None)
     assert glance is not None
@@ -249,21 +255,27 @@ async def submit_code(request: Request) -> Response:
     def work(session: Session, link: ShareLink) -> tuple[str, int, bool, str]:
         if ctx.has_session(request, link) or not link.access_code_hash:
             return "open", 0, False, link.public_id
-        if check_access_code(session, link, code, now):
-            view, first = count_open(session, link, now)
-            return "ok", view, first, link.public_id
-        if link.locked_at is not None:
-            return "locked", 0, False, link.public_id
-        return "wrong", MAX_CODE_ATTEMPTS - link.failed_code_attempts, False, link.public_id
+        checked = check_access_code(session, link, code, now)
+        if checked is CodeCheck.OK:
+            counted = count_open(session, link, now)
+            if counted is None:
+                return "used_up", 0, False, link.public_id
+            return "ok", counted[0], counted[1], link.public_id
+        if checked is CodeCheck.WRONG:
+            return "wrong", max(0, MAX_CODE_ATTEMPTS - link.failed_code_attempts), False, link.public_id
+        return checked.value, 0, False, link.public_id
 
     result, failure = await ctx.resolve(request, token, work, opening=True, need_session=False)
     if failure is not None:
         return failure
     assert result is not None
     kind, number, first, public_id = result
-    if kind == "locked":
+    if kind == "used_up":
+        return ctx.failure_page(LinkState.USED_UP)
+    if kind in ("locked", "locked_now"):
         ctx.limiter.failed(ctx.client_address(request))
-        await ctx.notify(ctx.on_locked, public_id)
+        if kind == "locked_now":
+            await ctx.notify(ctx.on_locked, public_id)
         return ctx.failure_page(LinkState.LOCKED)
     if kind == "wrong":
         ctx.limiter.failed(ctx.client_address(request))

@@ -253,4 +253,4 @@ def pixels_of(data: bytes) -> np.ndarray:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the Chromium tests last: the session's sync Playwright keeps an event loop running in the main
     thread, after which pytest-asyncio cannot start one for an async test."""
-    items.sort(key=lambda item: item.get_closest_marker("chromium") is not None)
+    items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))

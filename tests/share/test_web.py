@@ -332,3 +332,38 @@ async def test_download_follows_the_patients_choice(client: httpx.AsyncClient, w
         studies.add(ds.StudyInstanceUID)
         assert b"Doe^Jane" not in archive.read(name)
     assert len(studies) == 1  # remapped consistently
+
+
+async def test_parallel_opens_cannot_exceed_the_view_limit(app, world: ShareWorld) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    created = world.share(max_views=3)
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(f"10.3.0.{i}", 1)),
+                                 base_url="http://testserver") for i in range(10)]
+    try:
+        replies = await asyncio.gather(*(c.get(f"/s/{created.token}") for c in clients))
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sorted(r.status_code for r in replies) == [200] * 3 + [410] * 7
+    with world.sessions() as session:
+        link = session.get(ShareLink, created.link.id)
+        assert link is not None and link.view_count == 3
+
+
+async def test_parallel_wrong_codes_lock_the_link(app, world: ShareWorld, notified: Notified) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    created = world.share(access_code="11223344")
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(f"10.4.0.{i}", 1)),
+                                 base_url="http://testserver") for i in range(8)]
+    try:
+        await asyncio.gather(*(c.post(f"/s/{created.token}", data={"code": "99999999"}) for c in clients))
+        assert (await clients[0].post(f"/s/{created.token}", data={"code": "11223344"})).status_code == 410
+    finally:
+        for c in clients:
+            await c.aclose()
+    with world.sessions() as session:
+        link = session.get(ShareLink, created.link.id)
+        assert link is not None and link.locked_at is not None and link.failed_code_attempts >= MAX_CODE_ATTEMPTS
+    assert notified.locked == [created.link.public_id]
