@@ -367,3 +367,28 @@ async def test_parallel_wrong_codes_lock_the_link(app, world: ShareWorld, notifi
         link = session.get(ShareLink, created.link.id)
         assert link is not None and link.locked_at is not None and link.failed_code_attempts >= MAX_CODE_ATTEMPTS
     assert notified.locked == [created.link.public_id]
+
+
+async def test_bad_requests_and_broken_files_get_clear_answers(client: httpx.AsyncClient, world: ShareWorld) -> None:
+    created = world.share()
+    manifest = await open_viewer(client, created.token)
+    study = manifest["studies"][0]
+    ct = study["series"][0]
+    url = slice_url(created.token, study, ct, 4)
+    for query, status in (("?size=abc", 400), ("?wc=x&ww=10", 400), ("?preset=nope", 400), ("?format=gif", 400),
+                          ("?size=100000", 200), ("?wc=40&ww=80&format=png", 200)):
+        response = await client.get(url + query)
+        assert response.status_code == status, query
+        assert_security_headers(response)
+    png = await client.get(url + "?wc=40&ww=80&format=png")
+    assert png.headers["content-type"] == "image/png" and float(png.headers["x-window-center"]) == 40
+    # A file damaged on disk: a friendly 422, never a traceback or a 500.
+    with world.sessions() as session:
+        key = session.execute(
+            text("SELECT storage_key FROM instance WHERE sop_instance_uid = :sop"), {"sop": ct["slices"][9]["sop"]}
+        ).scalar_one()
+    path = world.files.path(key)
+    path.chmod(0o644)
+    path.write_bytes(b"DICM but not really" * 10)
+    broken = await client.get(slice_url(created.token, study, ct, 9))
+    assert broken.status_code == 422 and "cannot be shown" in broken.json()["error"]
