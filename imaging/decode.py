@@ -17,7 +17,9 @@ import io
 import os
 import re
 import struct
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,11 @@ GARBLED = (
     ValueError, TypeError, KeyError, IndexError, NotImplementedError, AttributeError, OverflowError,
     struct.error, BytesLengthException,
 )
+
+# Opened file headers remembered by open_image (see there).
+HEADER_CACHE_SIZE = 16
+_CACHE: OrderedDict[tuple[str, int, int, int], DicomImage] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 # Same default as bot.settings.Settings.max_pixels (Rows x Columns x Frames x Samples).
 DEFAULT_MAX_PIXELS = 400_000_000
@@ -216,12 +223,47 @@ def _native_frame_bytes(image: DicomImage) -> float:
 def open_image(src: str | os.PathLike[str] | Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomImage:
     """Read a DICOM header (not its pixels) and check it can be rendered.
 
+    Headers of files are remembered (the last :data:`HEADER_CACHE_SIZE`, keyed by path, size and
+    modification time): scrolling through an enhanced 1,000-frame object then parses its header,
+    which takes ~100 ms, once. Treat ``DicomImage.ds`` as read-only.
+
     Raises :class:`NotDicom`, :class:`NoPixelData`, :class:`ImageTooLarge`,
     :class:`TruncatedPixelData`, :class:`UnsupportedCompression` or :class:`CorruptImage`.
     """
     if isinstance(src, Dataset):
         return _open_dataset(src, max_pixels)
     path = Path(src)
+    key = _cache_key(path, max_pixels)
+    if key is not None:
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+            if cached is not None:
+                _CACHE.move_to_end(key)
+                return cached
+    image = _open_path(path, max_pixels)
+    if key is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = image
+            while len(_CACHE) > HEADER_CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return image
+
+
+def _cache_key(path: Path, max_pixels: int) -> tuple[str, int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None  # let the open below raise the real error
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size, max_pixels)
+
+
+def clear_header_cache() -> None:
+    """Forget every remembered header (tests; or after rewriting files in place within a clock tick)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _open_path(path: Path, max_pixels: int) -> DicomImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -225,3 +225,16 @@ def test_missing_transfer_syntax_is_read_as_the_parser_finds_it(tmp_path: Path) 
     image = open_image(path)
     assert image.transfer_syntax == "1.2.840.10008.1.2"
     assert np.array_equal(decode_frame(image).pixels, expected)
+
+
+def test_headers_are_remembered_until_the_file_changes(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(_file("CT_small.dcm").read_bytes())
+    first = open_image(path)
+    assert open_image(path) is first  # the same header, not parsed again
+    assert open_image(path, max_pixels=10**6) is not first  # another limit is another check
+    path.write_bytes(_file("MR_small.dcm").read_bytes())
+    os.utime(path, ns=(first_ns := path.stat().st_mtime_ns + 10**9, first_ns))
+    assert open_image(path).rows == 64  # MR_small, not the remembered CT_small
