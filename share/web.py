@@ -62,8 +62,12 @@ log = logging.getLogger(__name__)
 class SecurityHeaders:
     """ASGI middleware adding the viewer's security headers to every HTTP response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
+        # Behind HTTPS, browsers are also told never to use plain HTTP for this host.
+        self.headers = SECURITY_HEADERS + (
+            ((b"strict-transport-security", b"max-age=31536000"),) if https else ()
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,9 +76,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {name for name, _ in SECURITY_HEADERS}
+                names = {name for name, _ in self.headers}
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 message["headers"] = headers
             await send(message)
 
@@ -488,6 +492,6 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
     app.state.viewer = ctx
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=public_url.startswith("https://"))
     return app
 

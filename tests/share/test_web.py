@@ -392,3 +392,18 @@ async def test_bad_requests_and_broken_files_get_clear_answers(client: httpx.Asy
     path.write_bytes(b"DICM but not really" * 10)
     broken = await client.get(slice_url(created.token, study, ct, 9))
     assert broken.status_code == 422 and "cannot be shown" in broken.json()["error"]
+
+
+async def test_https_deployments_also_send_hsts(world: ShareWorld, client: httpx.AsyncClient) -> None:
+    from share.web import create_app
+
+    created = world.share()
+    plain = await client.get(f"/s/{created.token}")
+    assert "strict-transport-security" not in plain.headers
+    secure_app = create_app(world.sessions, world.files, public_url="https://viewer.example", clock=world.clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=secure_app),
+                                 base_url="https://viewer.example") as secure:
+        page = await secure.get(f"/s/{created.token}")
+    assert page.status_code == 200 and page.headers["strict-transport-security"].startswith("max-age=")
+    assert "secure" in page.headers["set-cookie"].lower()
+    assert_security_headers(page)
