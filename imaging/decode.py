@@ -69,6 +69,7 @@ GARBLED = (
 
 # Opened file headers remembered by open_image (see there).
 HEADER_CACHE_SIZE = 16
+HEADER_CACHE_FILE_BYTES = 2_000_000  # header bytes on disk, about 100 MB parsed
 _CACHE: OrderedDict[tuple[str, int, int, int], DicomImage] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
@@ -223,9 +224,10 @@ def _native_frame_bytes(image: DicomImage) -> float:
 def open_image(src: str | os.PathLike[str] | Dataset, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DicomImage:
     """Read a DICOM header (not its pixels) and check it can be rendered.
 
-    Headers of files are remembered (the last :data:`HEADER_CACHE_SIZE`, keyed by path, size and
-    modification time): scrolling through an enhanced 1,000-frame object then parses its header,
-    which takes ~100 ms, once. Treat ``DicomImage.ds`` as read-only.
+    Headers of files are remembered (the last :data:`HEADER_CACHE_SIZE`, at most
+    :data:`HEADER_CACHE_FILE_BYTES` of them on disk, keyed by path, size and modification time):
+    scrolling through an enhanced 1,000-frame object then parses its header, which takes ~100 ms,
+    once. Treat ``DicomImage.ds`` as read-only.
 
     Raises :class:`NotDicom`, :class:`NoPixelData`, :class:`ImageTooLarge`,
     :class:`TruncatedPixelData`, :class:`UnsupportedCompression` or :class:`CorruptImage`.
@@ -244,7 +246,11 @@ def open_image(src: str | os.PathLike[str] | Dataset, *, max_pixels: int = DEFAU
     if key is not None:
         with _CACHE_LOCK:
             _CACHE[key] = image
-            while len(_CACHE) > HEADER_CACHE_SIZE:
+            # Parsed headers take ~50 times their size on disk: bound the sum, keep the newest.
+            while len(_CACHE) > 1 and (
+                len(_CACHE) > HEADER_CACHE_SIZE
+                or sum(i.pixel_offset or 0 for i in _CACHE.values()) > HEADER_CACHE_FILE_BYTES
+            ):
                 _CACHE.popitem(last=False)
     return image
 
