@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from telegram import BotCommand
-from telegram.ext import Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder, BasePersistence
 
 from bot.pacing import PerChatRateLimiter
 from bot.settings import Settings
@@ -33,9 +33,22 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(url)
     engine = make_engine(url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from bot.health import rendered
+
+    sessions = session_factory(engine)
+    files = FileStore(settings.dicom_dir)
+    if settings.store == "dicomweb":
+        from store.pacs_store import pacs_store
+
+        if not settings.dicomweb_url:
+            raise ValueError("LIGHTBOX_STORE=dicomweb needs LIGHTBOX_DICOMWEB_URL")
+        files = pacs_store(settings.dicom_dir, sessions, url=settings.dicomweb_url,
+                           username=settings.dicomweb_username, password=settings.dicomweb_password,
+                           cache_root=settings.data_dir / "pacs-cache", cache_limit_bytes=settings.pacs_cache_bytes)
     return Services(
-        sessions=session_factory(engine),
-        files=FileStore(settings.dicom_dir),
+        hooks={"rendered": rendered},
+        sessions=sessions,
+        files=files,
         work_dir=settings.data_dir / "work",
         public_url=settings.public_url,
         bot_username=settings.bot_username,
@@ -57,12 +70,21 @@ def build_application(
     base_file_url: str | None = None,
     pace_interval: float = 1.0,
     concurrent_updates: bool | int = 8,
+    persistence: BasePersistence[Any, Any, Any] | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """A PTB Application with Lightbox's handlers, talking to Telegram (or a sandbox at ``base_url``)."""
+    """A PTB Application with Lightbox's handlers, talking to Telegram (or a sandbox at ``base_url``).
+
+    ``persistence`` (e.g. :class:`bot.persistence.DatabasePersistence`) keeps conversation state in the
+    database, so another worker or a restarted one carries on. Replies sent and errors logged are counted
+    for ``/metrics`` (:mod:`bot.health`).
+    """
+    from bot.health import CountingRateLimiter, install_error_counter
+
+    install_error_counter()
     builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         Application.builder()
         .token(token)
-        .rate_limiter(PerChatRateLimiter(pace_interval))
+        .rate_limiter(CountingRateLimiter(PerChatRateLimiter(pace_interval)))
         .concurrent_updates(concurrent_updates)
         .post_init(_post_init)
     )
@@ -70,6 +92,8 @@ def build_application(
         builder = builder.base_url(base_url)
     if base_file_url:
         builder = builder.base_file_url(base_file_url)
+    if persistence is not None:
+        builder = builder.persistence(persistence)
     application = builder.build()
     application.bot_data[SERVICES_KEY] = services
     register(application)

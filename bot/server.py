@@ -7,7 +7,11 @@ cleanly (:func:`run_until_signal`).
 
 Webhook mode: the route lives on the viewer's Starlette app, at the path of the ``--webhook`` URL. Telegram
 sends ``X-Telegram-Bot-Api-Secret-Token`` with the secret given to ``setWebhook``; a request without the right
-one gets 403 and never reaches the bot. Accepted updates go to ``application.update_queue``.
+one gets 403 and never reaches the bot. Accepted updates are recorded in the database and processed in order
+per chat by whichever worker holds the chat (:class:`bot.workers.ChatOrderedInbox`), so several workers can
+sit behind one load balancer.
+Conversation state is kept through :class:`bot.persistence.DatabasePersistence`; long work runs as jobs
+(:class:`bot.workers.JobRunner`); ``/healthz``, ``/readyz`` and ``/metrics`` come from :mod:`bot.health`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.settings import Settings
+from bot.workers import ChatOrderedInbox, JobRunner, new_worker_id
 from store.filestore import FileStore
 from store.models import ChatLink, ShareLink, Study
 
@@ -114,13 +119,35 @@ class WebServer:
 
 def build_web_app(settings: Settings, sessions: sessionmaker[Session], files: FileStore, *,
                   extra_routes: list[BaseRoute] | None = None,
-                  on_first_open: Callable[[str], Awaitable[None]] | None = None) -> Starlette:
-    """The share viewer (with its security headers on every route) plus ``extra_routes``."""
+                  on_first_open: Callable[[str], Awaitable[None]] | None = None,
+                  with_health: bool = False) -> Starlette:
+    """The share viewer (with its security headers on every route) plus ``extra_routes``.
+
+    ``with_health`` puts ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`bot.health`) in front and counts
+    share-link opens.
+    """
     from bot.commands.serve import viewer_secret
     from share.web import create_app
 
-    return create_app(sessions, files, public_url=settings.public_url, secret_key=viewer_secret(settings),
-                      on_first_open=on_first_open, extra_routes=list(extra_routes or []))
+    app = create_app(sessions, files, public_url=settings.public_url, secret_key=viewer_secret(settings),
+                     on_first_open=on_first_open, extra_routes=list(extra_routes or []))
+    if with_health:
+        from bot.health import ShareOpenCounter, health_routes
+
+        app.router.routes[0:0] = health_routes(ready_checks(settings, sessions))
+        app.add_middleware(ShareOpenCounter)
+    return app
+
+
+def ready_checks(settings: Settings, sessions: sessionmaker[Session]) -> dict[str, Callable[[], Awaitable[None]]]:
+    """What ``/readyz`` checks: the database, and the image store (the folder, or the PACS with dicomweb)."""
+    from bot.health import database_check, dicomweb_check, folder_check
+
+    checks = {"database": database_check(sessions), "store": folder_check(settings.dicom_dir)}
+    if settings.store == "dicomweb":
+        checks["dicomweb"] = dicomweb_check(settings.dicomweb_url, username=settings.dicomweb_username,
+                                            password=settings.dicomweb_password)
+    return checks
 
 
 def share_notifier(application: AnyApplication, sessions: sessionmaker[Session]) -> Callable[[str], Awaitable[None]]:
@@ -160,8 +187,12 @@ def webhook_path(webhook_url: str) -> str:
     return path or DEFAULT_WEBHOOK_PATH
 
 
-def webhook_route(path: str, application: AnyApplication, secret: str) -> Route:
-    """POST ``path``: an update from Telegram, accepted only with the right secret-token header."""
+def webhook_route(path: str, application: AnyApplication, secret: str, inbox: ChatOrderedInbox | None = None) -> Route:
+    """POST ``path``: an update from Telegram, accepted only with the right secret-token header.
+
+    With ``inbox`` the update is recorded in the database and processed in order per chat by whichever
+    worker holds that chat (:mod:`bot.workers`); without, it goes to this process's update queue.
+    """
     expected = secret.encode()
 
     async def receive(request: Request) -> Response:
@@ -177,7 +208,10 @@ def webhook_route(path: str, application: AnyApplication, secret: str) -> Route:
             update = Update.de_json(data, application.bot)
         except (ValueError, TypeError, KeyError):
             return JSONResponse({"error": "not an update"}, status_code=400)
-        await application.update_queue.put(update)
+        if inbox is not None:
+            await inbox.accept(update, data)
+        else:
+            await application.update_queue.put(update)
         return Response(status_code=200)
 
     return Route(path, receive, methods=["POST"])
@@ -206,23 +240,36 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
     ``base_url``/``base_file_url`` point PTB at another Bot API server (the sandbox in tests).
     """
     from bot.app import build_application, build_services, running
+    from bot.persistence import DatabasePersistence
 
     if not settings.bot_token:
         raise ValueError("LIGHTBOX_BOT_TOKEN is not set")
+    if base_url is None and settings.bot_api_url:
+        base_url = settings.bot_api_url
+        if base_file_url is None and base_url.endswith("/bot"):
+            base_file_url = base_url[: -len("/bot")] + "/file/bot"
     stop = stop or asyncio.Event()
     server = WebServer(host, port)
     server.bind()
     services = build_services(settings)
-    application = build_application(services, settings.bot_token, base_url=base_url, base_file_url=base_file_url)
+    application = build_application(services, settings.bot_token, base_url=base_url, base_file_url=base_file_url,
+                                     persistence=DatabasePersistence(services.sessions))
     notifier = share_notifier(application, services.sessions)
+    worker = new_worker_id()
+    jobs = JobRunner(application, services, worker=worker, lease_seconds=settings.lease_seconds)
     try:
         if webhook_url is None:
-            web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier)
+            web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier,
+                                with_health=True)
             async with running(application), server.serving(web):
+                await jobs.start()
                 log.info("bot running with long polling")
                 if on_ready is not None:
                     on_ready(BotReady(server.url, None))
-                await stop.wait()
+                try:
+                    await stop.wait()
+                finally:
+                    await jobs.stop()
             return
         secret = settings.webhook_secret
         if not secret:
@@ -230,10 +277,13 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
             secret = secrets.token_urlsafe(32)
             log.warning("LIGHTBOX_WEBHOOK_SECRET is not set; using a random secret for this process")
         path = webhook_path(webhook_url)
+        inbox = ChatOrderedInbox(application, services.sessions, worker=worker, lease_seconds=settings.lease_seconds)
         web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier,
-                            extra_routes=[webhook_route(path, application, secret)])
+                            extra_routes=[webhook_route(path, application, secret, inbox)], with_health=True)
         await application.initialize()
         await application.start()
+        await inbox.start()
+        await jobs.start()
         try:
             async with server.serving(web):
                 await application.bot.set_webhook(webhook_url, secret_token=secret,
@@ -243,6 +293,8 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
                     on_ready(BotReady(server.url, path))
                 await stop.wait()
         finally:
+            await jobs.stop()
+            await inbox.stop()
             await application.stop()
             await application.shutdown()
     finally:

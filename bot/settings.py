@@ -29,6 +29,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{PREFIX}{name} must be a whole number, not {raw!r}") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise SettingsError(f"{PREFIX}{name} must be a positive whole number, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Lightbox's configuration, one field per ``LIGHTBOX_*`` variable."""
@@ -47,6 +54,9 @@ class Settings:
     encryption_key: str = field(default="", repr=False)
     max_pixels: int = 400_000_000
     max_upload_bytes: int = 2_000_000_000
+    bot_api_url: str = ""
+    lease_seconds: int = 30
+    pacs_cache_bytes: int = 2 * 1024 * 1024 * 1024
 
     @property
     def dicom_dir(self) -> Path:
@@ -94,4 +104,7 @@ class Settings:
             encryption_key=get("ENCRYPTION_KEY"),
             max_pixels=_int(env, "MAX_PIXELS", 400_000_000),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 2_000_000_000),
+            bot_api_url=get("BOT_API_URL").rstrip("/"),
+            lease_seconds=_positive(env, "LEASE_SECONDS", 30),
+            pacs_cache_bytes=_positive(env, "PACS_CACHE_MB", 2048) * 1024 * 1024,
         )

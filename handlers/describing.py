@@ -6,11 +6,11 @@ glossary terms found in the series description become "explain" buttons.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pydicom
 
 from handlers.services import Services
+from store.dicomweb import DicomWebError
+from store.pacs_store import local_path
 from store.queries import get_series_for_patient, instances_of_series
 
 
@@ -26,13 +26,16 @@ def describe_for_patient(
         if series is None:
             return None
         instances = instances_of_series(session, patient_id, series.id)
-        stored = [i for i in instances if i.storage_key]
+        stored = [i for i in instances if i.storage_key or i.remote_url]
         middle = stored[len(stored) // 2] if stored else None
-        path: Path | None = services.files.path(middle.storage_key) if middle and middle.storage_key else None
         count = len(instances)
         description = series.description
         study_description = series.study.description
-    if path is None:
+    if middle is None:
+        return None
+    try:
+        path = local_path(services.files, middle)  # a PACS instance is fetched into the worker's cache
+    except DicomWebError:
         return None
     ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     text = describe_series(ds, slice_count=count).text
