@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import encode_action
-from handlers.chat import asker_of, in_thread, reply, service
+from handlers.chat import answer_query, asker_of, in_thread, reply, service
 from handlers.services import Services
 from store.audit import recent_activity
 from store.erasure import ErasureReport, forget_patient
@@ -145,7 +145,7 @@ async def forget_answer(update: Update, context: ContextTypes.DEFAULT_TYPE, conf
     context.chat_data.pop(FORGET_NONCE_KEY, None)
     query = update.callback_query
     assert query is not None
-    await query.answer()
+    await answer_query(update, context)
     await query.edit_message_reply_markup(None)
     if not confirmed:
         await reply(update, "forget_done", deleted=False, studies=0, files=0, links=0)
@@ -182,7 +182,7 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
     services = service(context)
     query = update.callback_query
     assert query is not None
-    await query.answer()
+    await answer_query(update, context)
     if asker.chat_link_id is None:
         await reply(update, "not_linked")
         return True

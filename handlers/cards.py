@@ -143,7 +143,7 @@ def build_card(services: Services, session: Session, patient_id: int, view: View
     piece = slices[index]
     study = series.study
     series_count = len(series_of_study(session, patient_id, study.id))
-    photo = preview_jpeg(services, piece, view)
+    photo = preview_jpeg(services, piece, view, study.patient.public_id)
     notes = session.scalars(
         select(Annotation.text)
         .where(

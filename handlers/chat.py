@@ -99,3 +99,14 @@ def error_reference() -> str:
 
 def service(context: ContextTypes.DEFAULT_TYPE) -> Services:
     return services_of(context)
+
+
+async def answer_query(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, text: str | None = None, *, show_alert: bool = False
+) -> None:
+    """Answer the update's callback query once (Telegram refuses a second answer to one query)."""
+    query = update.callback_query
+    if query is None or getattr(context, "lightbox_answered", False):
+        return
+    context.lightbox_answered = True  # type: ignore[attr-defined]
+    await query.answer(text, show_alert=show_alert)

@@ -20,7 +20,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import BadCallback
 from handlers.cards import study_what
-from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
 from handlers.services import Services
 from imaging.compose import side_by_side
 from imaging.errors import RenderError
@@ -201,11 +201,13 @@ async def step(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str) ->
     try:
         picture = await in_thread(render_pair, service(context), asker, earlier, later, index)
     except RenderError as exc:
-        await query.answer(texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True)
+        await answer_query(
+            update, context, texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True
+        )
         return True
     if picture is None:
         return False
-    await query.answer()
+    await answer_query(update, context)
     try:
         await query.edit_message_media(
             InputMediaPhoto(picture.photo, caption=picture.caption, parse_mode=ParseMode.HTML),

@@ -7,6 +7,7 @@ one patient's big radiograph never stalls another patient's chat.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from handlers.services import Services
 from imaging.display import CT_PRESETS, WindowChoice
 from imaging.render import photo_bytes, render
 from store.models import Instance, Series
+from store.pacs_store import local_path
 from store.queries import instances_of_series
 from store.render_cache import RenderCache
 
@@ -50,7 +52,7 @@ def series_slices(session: Session, patient_id: int, series: Series) -> list[Sli
     """Every picture of the series in slice order: each instance's frames, one after the other."""
     slices: list[Slice] = []
     for instance in instances_of_series(session, patient_id, series.id):
-        if not is_image(instance) or not instance.storage_key:
+        if not is_image(instance) or not (instance.storage_key or instance.remote_url):
             continue
         for frame in range(max(1, instance.number_of_frames or 1)):
             slices.append(Slice(instance, frame))
@@ -101,16 +103,17 @@ def preview_key(instance: Instance, frame: int, view: View, max_size: int) -> st
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def preview_jpeg(services: Services, piece: Slice, view: View, *, max_size: int = 1280) -> bytes:
-    """The chat preview of one slice as JPEG bytes (cached). Raises imaging's RenderError when it cannot."""
+def preview_jpeg(services: Services, piece: Slice, view: View, namespace: str, *, max_size: int = 1280) -> bytes:
+    """The chat preview of one slice as JPEG bytes, cached under the patient's ``namespace`` (their public id,
+    so erasing the patient clears it). Raises imaging's RenderError when it cannot."""
     cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None
     key = preview_key(piece.instance, piece.frame, view, max_size)
     if cache is not None:
-        hit = cache.get(key)
+        hit = cache.get(key, namespace)
         if hit is not None:
             return hit
-    assert piece.instance.storage_key is not None
-    path = services.files.path(piece.instance.storage_key)
+    started = time.perf_counter()
+    path = local_path(services.files, piece.instance)  # a PACS instance is fetched into the worker's cache
     rendered = render(
         path,
         piece.frame,
@@ -122,6 +125,9 @@ def preview_jpeg(services: Services, piece: Slice, view: View, *, max_size: int 
         max_pixels=services.max_pixels,
     )
     data = photo_bytes(rendered.pixels)
+    observe = services.hooks.get("rendered")
+    if observe is not None:
+        observe(time.perf_counter() - started)  # records on call (bot.health.rendered); nothing to await here
     if cache is not None:
-        cache.put(key, data)
+        cache.put(key, data, namespace)
     return data

@@ -15,7 +15,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 
 from handlers import account, sharing, uploads, viewing, words
 from handlers.callbacks import BadCallback, decode_action, decode_view
-from handlers.chat import error_reference, reply
+from handlers.chat import answer_query, error_reference, reply
 from handlers.understanding import understand
 from handlers.viewing import StudyRequest
 
@@ -155,8 +155,10 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             handled = await on_action(update, context, data)
     except (BadCallback, LookupError):
         handled = False
-    if not handled:
-        await query.answer(texts_button_expired(), show_alert=False)
+    if handled:
+        await answer_query(update, context)
+    else:
+        await answer_query(update, context, texts_button_expired())
 
 
 def texts_button_expired() -> str:
@@ -171,24 +173,19 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: st
     assert query is not None
     kind, ref = action.kind, action.ref
     if kind == "open":
-        await query.answer()
         return await viewing.open_study(update, context, ref)
     if kind == "series":
         return await viewing.choose_series(update, context, ref)
     if kind == "explain_image":
-        await query.answer()
         return await words.describe_series_reply(update, context, ref)
     if kind == "share":
-        await query.answer()
         await sharing.share_study(update, context, study_ref=ref)
         return True
     if kind == "compare":
         from handlers import comparing
 
-        await query.answer()
         return await comparing.compare_study(update, context, ref)
     if kind == "revoke":
-        await query.answer()
         return await sharing.revoke(update, context, ref)
     if kind in {"forget_yes", "forget_no"}:
         return await account.forget_answer(update, context, kind == "forget_yes", ref)
@@ -197,13 +194,11 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: st
     if kind == "claim_none":
         return await uploads.claim(update, context, None, ref)
     if kind == "term":
-        await query.answer()
         asker_lang = (await account.asker_of(update, context)).language
         return await words.send_explanation(update, ref, asker_lang)
     if kind == "lang":
         return await account.set_language(update, context, ref)
     if kind == "studies":
-        await query.answer()
         await viewing.list_studies_reply(update, context, page=int(ref), edit=True)
         return True
     return False

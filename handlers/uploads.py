@@ -25,7 +25,7 @@ from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import encode_action
-from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
 from handlers.services import Services
 from store.erasure import forget_patient
 from store.importer import ImportProblem, ImportReport, import_path
@@ -224,7 +224,7 @@ async def claim(update: Update, context: ContextTypes.DEFAULT_TYPE, patient_publ
     context.chat_data.pop(PENDING_KEY, None)
     query = update.callback_query
     assert query is not None
-    await query.answer()
+    await answer_query(update, context)
     asker = await asker_of(update, context)
     services = service(context)
     drop = [p for p in candidates if p != patient_public_id]

@@ -16,7 +16,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import Card, build_card, first_view, study_what
-from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
 from handlers.services import Services
 from imaging.errors import RenderError
 from store.audit import record_access
@@ -299,11 +299,13 @@ async def navigate(update: Update, context: ContextTypes.DEFAULT_TYPE, view: Vie
     try:
         card = await in_thread(render_card, services, asker, view)
     except RenderError as exc:
-        await query.answer(texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True)
+        await answer_query(
+            update, context, texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True
+        )
         return True
     if card is None:
         return False
-    await query.answer()
+    await answer_query(update, context)
     media = InputMediaPhoto(media=card.photo, caption=card.caption, parse_mode=ParseMode.HTML)
     try:
         await query.edit_message_media(media=media, reply_markup=card.keyboard)
@@ -340,7 +342,7 @@ async def choose_series(update: Update, context: ContextTypes.DEFAULT_TYPE, stud
         return False
     query = update.callback_query
     assert query is not None
-    await query.answer()
+    await answer_query(update, context)
     buttons = [[InlineKeyboardButton(label, callback_data=encode_view(View(pid)))] for pid, label in found]
     await query.edit_message_reply_markup(InlineKeyboardMarkup(buttons))
     return True

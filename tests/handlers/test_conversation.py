@@ -1,0 +1,201 @@
+"""The conversation end to end: the real Application over HTTP against the Bot API sandbox.
+
+Each test acts as a patient would (types, taps, sends files) and reads what the bot sent, images included.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import func, select
+
+from store.models import AccessEvent, ChatLink, Instance, Patient, Study
+from tests.handlers.conftest import Lightbox, study
+
+MR = "MR_small.dcm"
+CT = "CT_small.dcm"
+
+
+def picture(data: bytes | None) -> np.ndarray:
+    assert data is not None
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+async def test_start_without_a_code_explains_and_warns_about_encryption(lightbox: Lightbox) -> None:
+    alex = lightbox.driver.user("Alex")
+    await alex.command("start")
+    welcome = await alex.wait_for_reply()
+    assert "Lightbox" in (welcome.text or "")
+    assert "not" in (welcome.text or "") and "end-to-end encrypted" in (welcome.text or "")
+
+
+async def test_link_code_links_once(lightbox: Lightbox) -> None:
+    patient = lightbox.add_patient("P-LINK", "Link^Test", [study("mr", 10, "MR", "MRI brain", "BRAIN", MR)])
+    code = lightbox.link_code(patient)
+    alex = lightbox.driver.user("Alex")
+    await alex.command("start", code)
+    linked = await alex.wait_for_reply()
+    assert "linked" in (linked.text or "")
+    assert "1 study" in (linked.text or "")
+    sam = lightbox.driver.user("Sam")
+    await sam.command("start", code)
+    refused = await sam.wait_for_reply()
+    assert "already used" in (refused.text or "")
+    await sam.command("start", "not-a-real-code")
+    unknown = await sam.wait_for_reply()
+    assert "don't know that link" in (unknown.text or "")
+    with lightbox.services.sessions() as session:
+        links = session.scalars(select(ChatLink)).all()
+    assert [(link.telegram_user_id, link.patient_id) for link in links] == [(alex.id, patient)]
+
+
+async def test_show_my_last_mri_finds_the_right_study_of_the_right_patient(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-A", "Alpha^Ann", [
+        study("mr-new", 30, "MR", "MRI brain", "BRAIN", MR, copies=12),
+        study("mr-old", 400, "MR", "MRI brain", "BRAIN", MR, copies=6),
+        study("ct", 5, "CT", "CT chest", "CHEST", CT),
+    ])
+    lightbox.add_patient("P-B", "Beta^Ben", [study("mr-b", 1, "MR", "MRI knee", "KNEE", MR)])
+    ann = lightbox.driver.user("Ann")
+    await ann.command("start", lightbox.link_code(mine))
+    await ann.wait_for_reply()
+    await ann.say("show my last MRI")
+    card = await ann.wait_for_reply()
+    assert card.photo_bytes is not None
+    caption = card.caption or ""
+    assert "MRI of the brain" in caption
+    assert "29 October 2026" in caption  # 30 days before 28 Nov 2026: not the CT (newer) nor patient B's MRI
+    assert "picture 6 of 12" in caption  # the key (middle) slice
+    assert card.protect_content is True
+    image = picture(card.photo_bytes)
+    assert image.std() > 5  # a real picture, not a blank
+
+
+async def test_slice_navigation_and_windows_edit_the_same_message(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-NAV", "Nav^Nina", [study("ct", 3, "CT", "CT head", "HEAD", CT, copies=15)])
+    nina = lightbox.driver.user("Nina")
+    await nina.command("start", lightbox.link_code(mine))
+    await nina.wait_for_reply()
+    await nina.command("last")
+    card = await nina.wait_for_reply()
+    assert "picture 8 of 15" in (card.caption or "")
+    before = card.version
+    tap = await nina.tap(card, "Next ›")
+    await nina.wait_for_answer(tap)
+    card = await nina.wait_for_edit(card, since_version=before)
+    assert "picture 9 of 15" in (card.caption or "")
+    before = card.version
+    first_picture = picture(card.photo_bytes)
+    tap = await nina.tap(card, "Lung")
+    await nina.wait_for_answer(tap)
+    card = await nina.wait_for_edit(card, since_version=before)
+    assert "lung window" in (card.caption or "")
+    assert np.abs(picture(card.photo_bytes).astype(int) - first_picture.astype(int)).mean() > 5
+    before = card.version
+    tap = await nina.tap(card, "10 »")
+    await nina.wait_for_answer(tap)
+    card = await nina.wait_for_edit(card, since_version=before)
+    assert "picture 15 of 15" in (card.caption or "")
+    # Navigation never floods the chat: one photo message in all.
+    assert len([m for m in nina.bot_messages if m.photo_bytes is not None]) == 1
+
+
+async def test_explain_a_word(lightbox: Lightbox) -> None:
+    ann = lightbox.driver.user("Ann")
+    await ann.say("what does hyperintense mean?")
+    answer = await ann.wait_for_reply()
+    text = answer.text or ""
+    assert "brighter" in text.lower() or "bright" in text.lower()
+    assert "doctor" in text.lower()
+    await ann.command("explain", "flair")
+    flair = await ann.wait_for_reply()
+    assert "FLAIR" in (flair.text or "")
+
+
+async def test_a_forged_callback_for_another_patients_study_shows_nothing(lightbox: Lightbox) -> None:
+    victim = lightbox.add_patient("P-V", "Victim^Vera", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR, copies=3)])
+    attacker_patient = lightbox.add_patient("P-X", "Other^Oscar", [study("ct", 2, "CT", "CT chest", "CHEST", CT)])
+    vera = lightbox.driver.user("Vera")
+    await vera.command("start", lightbox.link_code(victim))
+    await vera.wait_for_reply()
+    await vera.command("last")
+    vera_card = await vera.wait_for_reply()
+    series_button = next(b["callback_data"] for row in vera_card.reply_markup["inline_keyboard"] for b in row
+                         if b["text"].startswith("Next"))
+    oscar = lightbox.driver.user("Oscar")
+    await oscar.command("start", lightbox.link_code(attacker_patient))
+    await oscar.wait_for_reply()
+    await oscar.command("last")
+    oscar_card = await oscar.wait_for_reply()
+    before = oscar_card.version
+    photos_before = len([m for m in oscar.bot_messages if m.photo_bytes is not None])
+    tap = await oscar.send_callback(oscar_card, series_button)
+    answered = await oscar.wait_for_answer(tap)
+    assert "expired" in (answered.answer_text or "")
+    for forged in ("v|" + "0" * 32 + "|0|d000", "a|open|" + "f" * 32, "a|revoke|" + "1" * 32, "garbage", "v|x|y|z"):
+        tap = await oscar.send_callback(oscar_card, forged)
+        answered = await oscar.wait_for_answer(tap)
+        assert "expired" in (answered.answer_text or "")
+    assert oscar_card.version == before
+    assert len([m for m in oscar.bot_messages if m.photo_bytes is not None]) == photos_before
+    with lightbox.services.sessions() as session:
+        seen_by_oscar = session.scalar(select(func.count()).select_from(AccessEvent).where(
+            AccessEvent.patient_id == victim, AccessEvent.actor_ref.like("chat:%"),
+            AccessEvent.actor_ref != f"chat:{_link_id(lightbox, vera.id)}"))
+    assert seen_by_oscar == 0
+
+
+def _link_id(lightbox: Lightbox, telegram_user_id: int) -> int:
+    with lightbox.services.sessions() as session:
+        return session.scalars(select(ChatLink.id).where(ChatLink.telegram_user_id == telegram_user_id)).one()
+
+
+async def test_views_are_logged_and_activity_lists_them(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-ACT", "Act^Amy", [study("mr", 2, "MR", "MRI knee", "KNEE", MR)])
+    amy = lightbox.driver.user("Amy")
+    await amy.command("start", lightbox.link_code(mine))
+    await amy.wait_for_reply()
+    await amy.say("show my knee mri")
+    await amy.wait_for_reply()
+    await amy.command("activity")
+    log = await amy.wait_for_reply()
+    assert "you looked at your MRI" in (log.text or "")
+
+
+async def test_forget_deletes_everything_of_the_patient(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-F", "Forget^Fay", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR, copies=4)])
+    other = lightbox.add_patient("P-K", "Keep^Kim", [study("ct", 2, "CT", "CT chest", "CHEST", CT)])
+    with lightbox.services.sessions() as session:
+        keys = session.scalars(select(Instance.storage_key)).all()
+    fay = lightbox.driver.user("Fay")
+    await fay.command("start", lightbox.link_code(mine))
+    await fay.wait_for_reply()
+    await fay.command("last")
+    await fay.wait_for_reply()
+    await fay.command("forget")
+    confirm = await fay.wait_for_reply()
+    assert "Delete everything?" in (confirm.text or "")
+    yes_data = confirm.button("Yes, delete everything")["callback_data"]
+    tap = await fay.tap(confirm, "Yes, delete everything")
+    await fay.wait_for_answer(tap)
+    done = await fay.wait_for_reply()
+    assert "I deleted 1 study" in (done.text or "")
+    with lightbox.services.sessions() as session:
+        assert session.get(Patient, mine) is None
+        assert session.scalars(select(Study).where(Study.patient_id == mine)).all() == []
+        assert session.scalar(select(func.count()).select_from(AccessEvent).where(AccessEvent.patient_id == mine)) == 0
+        remaining = session.scalars(select(Instance.storage_key)).all()
+        assert session.get(Patient, other) is not None
+    assert len(remaining) == 1
+    for key in keys:
+        assert lightbox.services.files.exists(key) == (key in remaining)
+    cache = lightbox.services.cache_dir
+    assert cache is not None
+    # The patient's cached previews went too (the other patient never rendered any).
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+    # Replaying the old confirmation button does nothing.
+    tap = await fay.send_callback(confirm, yes_data)
+    answered = await fay.wait_for_answer(tap)
+    assert "expired" in (answered.answer_text or "")
