@@ -14,9 +14,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -76,8 +79,79 @@ class InstanceMeta:
     transfer_syntax: str
 
 
-def text(ds: Dataset, keyword: str) -> str:
-    """A string attribute as plain text ('' when absent); multi-valued ones joined with '\\'."""
+# Reading values straight from the raw bytes (no pydicom conversion) where that is exact: these VRs
+# are plain ASCII, and text VRs are too when the character set is the default, Latin-1 or UTF-8.
+_ASCII_VRS = frozenset({"UI", "CS", "DA", "TM", "DT", "IS", "DS", "AS"})
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT"})  # not PN: pydicom normalises its groups
+_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO 2022 IR 6": "latin-1",
+           "ISO 2022 IR 100": "latin-1", "ISO_IR 192": "utf-8"}  # fmt: skip
+_SPECIFIC_CHARACTER_SET = 0x00080005
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:  # pragma: no cover - keywords here are all in the dictionary
+        raise KeyError(keyword)
+    return tag
+
+
+def text_codec(ds: Dataset) -> str | None:
+    """The Python codec for text values under Specific Character Set (0008,0005), ``None`` when it is one
+    that needs pydicom's own decoding (ISO 2022 escapes, multi-byte sets)."""
+    try:
+        elem = ds.get_item(_SPECIFIC_CHARACTER_SET)
+    except Exception:
+        return None
+    if elem is None:
+        return "latin-1"
+    raw = elem.value
+    if isinstance(raw, bytes):
+        value = raw.decode("latin-1").strip(" \x00")
+    elif isinstance(raw, str):
+        value = raw.strip()
+    else:
+        return None
+    return _CODECS.get(value)
+
+
+def _raw_text(ds: Dataset, tag: int, codec: str | None) -> str | None:
+    """The value as text straight from its bytes; ``None`` when pydicom must convert it."""
+    try:
+        elem = ds.get_item(tag)
+    except Exception:
+        return None
+    if elem is None:
+        return ""
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return None
+    vr = elem.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    if vr in _ASCII_VRS:
+        use = "latin-1"
+    elif vr in _TEXT_VRS and codec is not None:
+        use = codec
+    else:
+        return None
+    try:
+        decoded = elem.value.decode(use)
+    except UnicodeDecodeError:
+        return None
+    return "\\".join(part.strip(" \x00") for part in decoded.split("\\")).strip()
+
+
+def text(ds: Dataset, keyword: str, codec: str | None = None) -> str:
+    """A string attribute as plain text ('' when absent); multi-valued ones joined with '\\'.
+
+    ``codec`` is :func:`text_codec` of ``ds`` (computed when not given).
+    """
+    fast = _raw_text(ds, _tag(keyword), codec if codec is not None else text_codec(ds))
+    if fast is not None:
+        return fast
     try:
         value = ds.get(keyword)
     except Exception:  # a malformed value: treat as absent rather than refuse the file
@@ -95,6 +169,12 @@ def _cut(field: str, value: str) -> str:
 
 def integer(ds: Dataset, keyword: str) -> int | None:
     """An IS/US attribute as int, ``None`` when absent or unreadable."""
+    fast = _raw_text(ds, _tag(keyword), None)
+    if fast is not None:  # an IS value, straight from its bytes
+        try:
+            return int(float(fast.split("\\")[0])) if fast else None
+        except ValueError:
+            return None
     try:
         value = ds.get(keyword)
         if value is None or value == "":
@@ -244,15 +324,16 @@ def instance_meta(ds: Dataset) -> InstanceMeta:
     """
     if is_dicomdir(ds):
         raise DicomdirFileError("DICOMDIR")
-    study_uid = text(ds, "StudyInstanceUID")
-    series_uid = text(ds, "SeriesInstanceUID")
-    sop_uid = text(ds, "SOPInstanceUID")
+    codec = text_codec(ds)
+    study_uid = text(ds, "StudyInstanceUID", codec)
+    series_uid = text(ds, "SeriesInstanceUID", codec)
+    sop_uid = text(ds, "SOPInstanceUID", codec)
     if not sop_uid:
         meta = getattr(ds, "file_meta", None)
         sop_uid = text(meta, "MediaStorageSOPInstanceUID") if meta is not None else ""
     if not (is_uid(study_uid) and is_uid(series_uid) and is_uid(sop_uid)):
         raise DamagedDicomError("missing or invalid Study, Series or SOP Instance UID")
-    sop_class = text(ds, "SOPClassUID")
+    sop_class = text(ds, "SOPClassUID", codec)
     if not sop_class:
         meta = getattr(ds, "file_meta", None)
         sop_class = text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
@@ -260,21 +341,21 @@ def instance_meta(ds: Dataset) -> InstanceMeta:
     ipp = position(ds)
     frames = integer(ds, "NumberOfFrames")
     return InstanceMeta(
-        patient_id=_cut("patient_id", text(ds, "PatientID")),
-        issuer=_cut("issuer", text(ds, "IssuerOfPatientID")),
-        patient_name=_cut("patient_name", text(ds, "PatientName")),
-        birth_date=_cut("birth_date", text(ds, "PatientBirthDate")),
-        sex=_cut("sex", text(ds, "PatientSex")),
+        patient_id=_cut("patient_id", text(ds, "PatientID", codec)),
+        issuer=_cut("issuer", text(ds, "IssuerOfPatientID", codec)),
+        patient_name=_cut("patient_name", text(ds, "PatientName", codec)),
+        birth_date=_cut("birth_date", text(ds, "PatientBirthDate", codec)),
+        sex=_cut("sex", text(ds, "PatientSex", codec)),
         study_uid=study_uid,
-        study_date=dicom_date(text(ds, "StudyDate")) or dicom_date(text(ds, "SeriesDate")),
-        study_time=_cut("study_time", text(ds, "StudyTime")),
-        study_description=_cut("study_description", text(ds, "StudyDescription")),
+        study_date=dicom_date(text(ds, "StudyDate", codec)) or dicom_date(text(ds, "SeriesDate", codec)),
+        study_time=_cut("study_time", text(ds, "StudyTime", codec)),
+        study_description=_cut("study_description", text(ds, "StudyDescription", codec)),
         series_uid=series_uid,
-        modality=_cut("modality", text(ds, "Modality").upper()),
+        modality=_cut("modality", text(ds, "Modality", codec).upper()),
         series_number=integer(ds, "SeriesNumber"),
-        series_description=_cut("series_description", text(ds, "SeriesDescription")),
-        body_part_examined=_cut("body_part_examined", text(ds, "BodyPartExamined")),
-        contrast=_cut("contrast", text(ds, "ContrastBolusAgent")),
+        series_description=_cut("series_description", text(ds, "SeriesDescription", codec)),
+        body_part_examined=_cut("body_part_examined", text(ds, "BodyPartExamined", codec)),
+        contrast=_cut("contrast", text(ds, "ContrastBolusAgent", codec)),
         slice_thickness=slice_thickness(ds),
         sop_instance_uid=sop_uid,
         sop_class_uid=_cut("sop_class_uid", sop_class),

@@ -10,6 +10,8 @@ How an import runs (each stage one function below):
 3. *Store* the bytes in the content-addressed :class:`store.filestore.FileStore` (atomic write).
 4. *Record* a batch of stored files in one transaction: patients keyed by Patient ID + Issuer,
    studies, series, instances, then the counts, modalities and body parts of what was touched.
+   The batch's files are made durable together (one ``syncfs``, :meth:`FileStore.deferred_sync`)
+   just before its transaction, instead of two fsyncs per file.
 
 Because a file is on disk before any row names it, and its key is its content hash, an import that is
 killed or runs out of disk leaves no row pointing at a missing file; running it again skips the files
