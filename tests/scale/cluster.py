@@ -70,6 +70,8 @@ class Cluster:
     balancer_url: str
     data_dir: Path
     routed: list[tuple[int, int]] = field(default_factory=list)  # (update_id, worker index)
+    # Send everything to this worker (while it lives) instead of taking turns: a sticky balancer.
+    pinned: int | None = None
 
     @property
     def hook_url(self) -> str:
@@ -84,7 +86,7 @@ def _balancer(cluster_ref: list[Cluster], client: httpx.AsyncClient) -> Starlett
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-telegram")}
         headers["content-type"] = "application/json"
-        first = next(turn)
+        first = next(turn) if cluster.pinned is None else cluster.pinned
         for step in range(len(cluster.workers)):
             worker = cluster.workers[(first + step) % len(cluster.workers)]
             if not worker.alive:

@@ -34,7 +34,7 @@ from store.filestore import FileStore
 from store.importer import import_path
 from store.linking import create_link_code, find_patient_by_identifier
 from store.models import Instance
-from store.models_state import InboundUpdate, Job
+from store.models_state import ChatLease, InboundUpdate, Job
 from tests.scale.cluster import HOOK_PATH, SECRET, Cluster, running_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -78,6 +78,14 @@ class Env:
         linked = await user.wait_for_reply()
         assert "linked" in (linked.text or "")
         return user
+
+    def settled(self, chat_id: int) -> bool:
+        """No update of the chat waiting and no worker holding it."""
+        with self.sessions() as session:
+            waiting = session.scalar(select(func.count()).select_from(InboundUpdate).where(
+                InboundUpdate.chat_id == chat_id, InboundUpdate.done_at.is_(None)))
+            held = session.get(ChatLease, chat_id)
+            return waiting == 0 and held is None
 
     def processed_by(self, chat_id: int) -> dict[int, str]:
         with self.sessions() as session:
@@ -159,11 +167,18 @@ async def test_a_repeated_update_to_both_workers_is_processed_once(env: Env) -> 
 
 async def test_a_conversation_started_on_one_worker_continues_on_the_other(env: Env) -> None:
     cal = await env.linked_user("Cal", "P-CONV")
-    await cal.say("show my last MRI")
-    card = await cal.wait_for_reply()
-    assert card.photo_bytes is not None
-    await cal.say("what is this image showing me?")
-    described = await cal.wait_for_reply()
+    env.cluster.pinned = 0
+    try:
+        await cal.say("show my last MRI")
+        card = await cal.wait_for_reply()
+        assert card.photo_bytes is not None
+        # Once worker 0 has let go of the chat, worker 1 (a different process) takes the next message.
+        await wait_until(lambda: env.settled(cal.id), 10, "worker 0 to finish with the chat")
+        env.cluster.pinned = 1
+        await cal.say("what is this image showing me?")
+        described = await cal.wait_for_reply()
+    finally:
+        env.cluster.pinned = None
     assert "Open an image first" not in (described.text or "")  # chat_data's current view was there
     assert "MRI" in (described.text or "") or "magnet" in (described.text or "").lower()
     done = env.processed_by(cal.id)
