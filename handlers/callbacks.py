@@ -105,6 +105,7 @@ ACTION_KINDS = {
     "claim": True,  # "these images are mine" after an upload: ref = patient
     "claim_none": False,
     "term": False,  # explain a glossary term: ref = concept id
+    "del_note": True,  # delete a note or mark: ref = annotation
     "protect": False,  # toggle protect_content: ref = "on"/"off"
     "lang": False,  # choose a language: ref = code
     "studies": False,  # list page: ref = page number

@@ -16,8 +16,10 @@ from telegram.constants import MessageLimit
 
 from handlers import texts
 from handlers.callbacks import WINDOW_CODES, View, encode_action, encode_view
+from handlers.marking_codec import encode_mark
 from handlers.previews import Slice, best_series, key_slice, preview_jpeg, series_slices
 from handlers.services import Services
+from imaging.overlays import Mark
 from store.models import Annotation, Series, Study
 from store.queries import get_series_for_patient, series_of_study
 
@@ -114,6 +116,7 @@ def keyboard_for(
             InlineKeyboardButton(f"Series ({series_count})", callback_data=encode_action("series", study.public_id))
         )
     more.append(InlineKeyboardButton("Explain this", callback_data=encode_action("explain_image", series.public_id)))
+    more.append(InlineKeyboardButton("Mark 📍", callback_data=encode_mark(series.public_id, index, 0, 0)))
     rows.append(more)
     rows.append(
         [
@@ -130,6 +133,29 @@ def first_view(session: Session, patient_id: int, study: Study) -> View | None:
     return View(series.public_id) if series is not None else None
 
 
+def annotations_on(session: Session, patient_id: int, piece: Slice) -> list[Annotation]:
+    """The patient's notes and marks on one picture, oldest first."""
+    stmt = (
+        select(Annotation)
+        .where(
+            Annotation.patient_id == patient_id,
+            Annotation.instance_id == piece.instance.id,
+            Annotation.frame == piece.frame,
+        )
+        .order_by(Annotation.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def marks_of(annotations: list[Annotation]) -> list[Mark]:
+    """The annotations that have a place on the picture, as imaging marks."""
+    return [
+        Mark(a.kind, a.x, a.y, a.x2, a.y2, a.text if a.kind != "note" else "")
+        for a in annotations
+        if a.x is not None and a.y is not None
+    ]
+
+
 def build_card(services: Services, session: Session, patient_id: int, view: View) -> Card | None:
     """Render the card for ``view``; ``None`` when the series is not this patient's or has no picture."""
     series = get_series_for_patient(session, patient_id, view.series)
@@ -143,17 +169,9 @@ def build_card(services: Services, session: Session, patient_id: int, view: View
     piece = slices[index]
     study = series.study
     series_count = len(series_of_study(session, patient_id, study.id))
-    photo = preview_jpeg(services, piece, view, study.patient.public_id)
-    notes = session.scalars(
-        select(Annotation.text)
-        .where(
-            Annotation.patient_id == patient_id,
-            Annotation.instance_id == piece.instance.id,
-            Annotation.frame == piece.frame,
-            Annotation.kind == "note",
-        )
-        .order_by(Annotation.id)
-    ).all()
+    annotations = annotations_on(session, patient_id, piece)
+    photo = preview_jpeg(services, piece, view, study.patient.public_id, marks=marks_of(annotations))
+    notes = [a.text for a in annotations if a.kind == "note" and a.text]
     return Card(
         photo=photo,
         caption=caption_for(study, series, view, index, len(slices), "; ".join(notes)),

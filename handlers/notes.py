@@ -20,15 +20,28 @@ from store.queries import get_series_for_patient
 MAX_NOTE_CHARS = 500
 
 
-def _save(services: Services, asker: Asker, series_ref: str, slice_index: int, text: str) -> bool:
+def _save(services: Services, asker: Asker, series_ref: str, slice_index: int, text: str) -> str:
+    """Label a just-placed marker, or save a note; returns "labelled", "note" or "" (not theirs)."""
+    from handlers.marking import label_newest_marker
+
     assert asker.patient_id is not None
+    with services.sessions() as session:
+        series = get_series_for_patient(session, asker.patient_id, series_ref)
+        slices = series_slices(session, asker.patient_id, series) if series is not None else []
+        if slices:
+            index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
+            target = (slices[index].instance.id, slices[index].frame)
+        else:
+            target = None
+    if target is not None and label_newest_marker(services, asker, target[0], target[1], text):
+        return "labelled"
     with services.sessions() as session, session.begin():
         series = get_series_for_patient(session, asker.patient_id, series_ref)
         if series is None:
-            return False
+            return ""
         slices = series_slices(session, asker.patient_id, series)
         if not slices:
-            return False
+            return ""
         index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
         piece = slices[index]
         session.add(
@@ -51,7 +64,7 @@ def _save(services: Services, asker: Asker, series_ref: str, slice_index: int, t
             series_id=series.id,
             instance_id=piece.instance.id,
         )
-        return True
+        return "note"
 
 
 async def note_on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -69,5 +82,5 @@ async def note_on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> b
     saved = await in_thread(_save, service(context), asker, view.series, view.slice, text)
     if not saved:
         return False
-    await reply(update, "note_saved")
+    await reply(update, "mark_labelled" if saved == "labelled" else "note_saved")
     return True

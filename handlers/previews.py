@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from handlers.callbacks import WINDOW_CODES, View
 from handlers.services import Services
 from imaging.display import CT_PRESETS, WindowChoice
+from imaging.overlays import Mark, draw_grid, draw_marks
 from imaging.render import photo_bytes, render
+from imaging.transforms import scale_to
 from store.models import Instance, Series
 from store.pacs_store import local_path
 from store.queries import instances_of_series
@@ -30,7 +34,7 @@ ZOOM_REGIONS: dict[int, tuple[float, float, float, float]] = {
 }
 # SOP classes that hold no picture (reports, documents, presentation states).
 NON_IMAGE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.11.")
-PREVIEW_VERSION = "p1"  # bump when rendering changes, so cached previews are not reused
+PREVIEW_VERSION = "p2"  # bump when rendering changes, so cached previews are not reused
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,38 @@ def preview_key(instance: Instance, frame: int, view: View, max_size: int) -> st
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def preview_jpeg(services: Services, piece: Slice, view: View, namespace: str, *, max_size: int = 1280) -> bytes:
+MIN_PREVIEW_SIZE = 512  # small images (64 x 64 MR slices) are enlarged so a phone shows them usefully
+
+
+def enlarge_small(pixels: np.ndarray, minimum: int = MIN_PREVIEW_SIZE) -> np.ndarray:
+    """Scale a picture up so its long side is at least ``minimum`` pixels (never down)."""
+    rows, cols = pixels.shape[:2]
+    if max(rows, cols) >= minimum:
+        return pixels
+    factor = minimum / max(rows, cols)
+    return scale_to(pixels, round(cols * factor), round(rows * factor))
+
+
+def preview_jpeg(
+    services: Services,
+    piece: Slice,
+    view: View,
+    namespace: str,
+    *,
+    max_size: int = 1280,
+    marks: Sequence[Mark] = (),
+    grid: bool = False,
+    region: tuple[float, float, float, float] | None = None,
+) -> bytes:
     """The chat preview of one slice as JPEG bytes, cached under the patient's ``namespace`` (their public id,
-    so erasing the patient clears it). Raises imaging's RenderError when it cannot."""
+    so erasing the patient clears it). ``marks`` are drawn after the transforms; ``grid`` adds a numbered
+    3 x 3 picking grid; ``region`` zooms to a normalised region instead of the view's quadrant.
+    Raises imaging's RenderError when it cannot."""
     cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None
     key = preview_key(piece.instance, piece.frame, view, max_size)
+    if marks or grid or region:
+        key = hashlib.sha256(f"{key}|{marks!r}|{grid}|{region!r}".encode()).hexdigest()
+
     if cache is not None:
         hit = cache.get(key, namespace)
         if hit is not None:
@@ -120,11 +151,16 @@ def preview_jpeg(services: Services, piece: Slice, view: View, namespace: str, *
         window_choice(view.window),
         rotate=90 * view.rotate,
         invert=view.invert,
-        zoom=ZOOM_REGIONS.get(view.zoom),
+        zoom=region or ZOOM_REGIONS.get(view.zoom),
         max_size=max_size,
         max_pixels=services.max_pixels,
     )
-    data = photo_bytes(rendered.pixels)
+    pixels = enlarge_small(rendered.pixels)
+    # Overlays go on last, at the size the patient sees, so small images still get crisp marks.
+    pixels = draw_marks(pixels, rendered.view, marks)
+    if grid:
+        pixels = draw_grid(pixels)
+    data = photo_bytes(pixels)
     observe = services.hooks.get("rendered")
     if observe is not None:
         observe(time.perf_counter() - started)  # records on call (bot.health.rendered); nothing to await here

@@ -7,6 +7,7 @@ an unexpected error into a friendly reply (with a reference) and a log line with
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from telegram import Update
@@ -33,6 +34,12 @@ PROBLEM_REPLIES = {
     "date_in_future": "That date is in the future, so I have no scan from then. Send /studies to see your scans.",
     "date_before_imaging": "I don't have scans from that long ago. Send /studies to see your scans.",
 }
+# "show my history" / "my timeline" (and in German, Spanish, Russian) opens the timeline.
+TIMELINE_WORDS = re.compile(
+    r"\b(timeline|my history|history of my (scans|images|studies)|verlauf|zeitleiste|historial|línea de tiempo"
+    r"|cronolog[ií]a)\b|истори[яюи]\s+(мо|сним|исслед)",
+    re.IGNORECASE,
+)
 COMMANDS = [
     ("start", "Start, or link this chat with your code"),
     ("help", "What I can do"),
@@ -46,6 +53,8 @@ COMMANDS = [
     ("privacy", "What I keep and who can see it"),
     ("forget", "Delete everything I have about you"),
     ("language", "Choose a language"),
+    ("notes", "Your notes and marks on pictures"),
+    ("timeline", "Your studies over time"),
 ]
 
 
@@ -78,6 +87,9 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
         if await notes.note_on_reply(update, context):
             return
+    if TIMELINE_WORDS.search(message.text[:200]):
+        await timeline_command(update, context)
+        return
     understood = understand(message.text[:MAX_UNDERSTOOD_CHARS], viewing.today_of(context))
     await act(update, context, understood.intent, dict(understood.slots), understood.reason, understood.problems)
 
@@ -147,6 +159,10 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     try:
         if data.startswith("v|"):
             handled = await viewing.navigate(update, context, decode_view(data))
+        elif data.startswith("m|"):
+            from handlers import marking
+
+            handled = await marking.on_mark(update, context, data)
         elif data.startswith("c|"):
             from handlers import comparing
 
@@ -196,6 +212,10 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: st
     if kind == "term":
         asker_lang = (await account.asker_of(update, context)).language
         return await words.send_explanation(update, ref, asker_lang)
+    if kind == "del_note":
+        from handlers import marking
+
+        return await marking.delete_note(update, context, ref)
     if kind == "lang":
         return await account.set_language(update, context, ref)
     if kind == "studies":
@@ -222,6 +242,18 @@ async def compare_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     await comparing.compare(update, context, {})
 
 
+async def notes_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    from handlers import marking
+
+    await marking.notes_command(update, context)
+
+
+async def timeline_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    from handlers import timeline
+
+    await timeline.timeline(update, context)
+
+
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every Lightbox handler to ``application`` (the one place handlers are wired)."""
     application.add_handler(CommandHandler("start", account.start))
@@ -236,6 +268,8 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     application.add_handler(CommandHandler("privacy", account.privacy))
     application.add_handler(CommandHandler("forget", account.forget))
     application.add_handler(CommandHandler("language", account.language))
+    application.add_handler(CommandHandler("notes", notes_command))
+    application.add_handler(CommandHandler("timeline", timeline_command))
     application.add_handler(MessageHandler(filters.Document.ALL, uploads.receive_document))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))
     application.add_handler(CallbackQueryHandler(on_callback))

@@ -99,6 +99,31 @@ def montage(
     return np.asarray(sheet)
 
 
+
+def labelled_sheet(
+    items: Sequence[tuple[Slice, str]],
+    *,
+    tile_size: int = 256,
+    columns: int | None = None,
+    window: WindowChoice | None = None,
+) -> np.ndarray:
+    """A contact sheet with one tile per ``(slice, label)`` (e.g. a study's key slice and its date),
+    in the order given; for a timeline of studies."""
+    if not items:
+        raise ValueError("a sheet needs at least one picture")
+    columns = columns or min(4, len(items))
+    rows = math.ceil(len(items) / columns)
+    label_size = max(10, tile_size // 14)
+    sheet = Image.new("RGB", (columns * tile_size, rows * tile_size))
+    for n, ((source, frame), label) in enumerate(items):
+        tile = _as_rgb(_fill(render(source, frame, window, max_size=tile_size).pixels, tile_size))
+        top = (n // columns) * tile_size + (tile_size - tile.shape[0]) // 2
+        left = (n % columns) * tile_size + (tile_size - tile.shape[1]) // 2
+        sheet.paste(Image.fromarray(tile), (left, top))
+        _label(sheet, ((n % columns) * tile_size + 4, (n // columns) * tile_size + 2), label, label_size)
+    return np.asarray(sheet)
+
+
 def side_by_side(
     left: Slice,
     right: Slice,

@@ -64,3 +64,14 @@ def test_grid_cells() -> None:
     grid = draw_grid(np.zeros((90, 90), dtype=np.uint8))
     assert _yellow(grid).any()
     assert tuple(MARK_COLOUR) == (255, 196, 0)
+
+
+def test_labelled_sheet_tiles_each_picture() -> None:
+    from imaging.compose import labelled_sheet
+    from imaging.samples import sample_file
+
+    ct, mr = sample_file("CT_small.dcm"), sample_file("MR_small.dcm")
+    sheet = labelled_sheet([((ct, 0), "2024"), ((mr, 0), "2025"), ((ct, 0), "2026")], tile_size=64, columns=2)
+    assert sheet.shape == (128, 128, 3)
+    assert sheet[64:, 64:].max() == 0  # the fourth place is empty
+    assert sheet[:64, :64].std() > 5 and sheet[:64, 64:].std() > 5
