@@ -22,6 +22,12 @@ from tests import services
 _pydicom_download._SIMULATE_NETWORK_OUTAGE = True  # type: ignore[attr-defined]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the Chromium tests last: the session's sync Playwright keeps an event loop running in the main
+    thread, after which pytest-asyncio cannot start one for an async test."""
+    items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
+
+
 def require_service(found: object, what: str) -> None:
     """Skip (or fail under CI) when ``found`` is falsy."""
     if found:

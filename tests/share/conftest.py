@@ -248,9 +248,3 @@ def pixels_of(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the Chromium tests last: the session's sync Playwright keeps an event loop running in the main
-    thread, after which pytest-asyncio cannot start one for an async test."""
-    items.sort(key=lambda item: "chromium_browser" in getattr(item, "fixturenames", ()))
