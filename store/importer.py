@@ -1032,7 +1032,7 @@ def import_bytes(
 def iter_report_lines(report: ImportReport) -> Iterator[str]:
     """A short plain-text summary of a report, one line at a time (no names or Patient IDs)."""
     yield (
-        f"Imported {report.instances_added} new images"
+        f"Imported {report.instances_added} new image{'' if report.instances_added == 1 else 's'}"
         f" ({report.instances_present} were already stored) in {len(report.studies)} studies"
         f" of {len(report.patients)} patient{'s' if len(report.patients) != 1 else ''}."
     )
@@ -1043,10 +1043,12 @@ def iter_report_lines(report: ImportReport) -> Iterator[str]:
         parts = ", ".join(p for p in ("/".join(s.modalities), s.body_part, s.description) if p)
         yield f"  {when}  {parts}  ({s.series_count} series, {s.instance_count} images) {s.study_uid}"
     if report.conflicts:
-        yield f"{len(report.conflicts)} files were kept aside (not filed):"
+        n = len(report.conflicts)
+        yield f"{n} file{' was' if n == 1 else 's were'} kept aside (not filed):"
         for c in report.conflicts:
             yield f"  {c.file}: {c.detail}"
     if report.skipped:
-        yield f"{len(report.skipped)} files were skipped:"
+        n = len(report.skipped)
+        yield f"{n} file{' was' if n == 1 else 's were'} skipped:"
         for sk in report.skipped:
             yield f"  {sk.file}: {sk.reason}"
