@@ -28,15 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pydicom  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+import pydicom
+from sqlalchemy import insert, select
 
-from bot.app import build_application, build_services, running  # noqa: E402
-from bot.sandbox import BotApiSandbox  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from imaging.geometry import plane_from_orientation  # noqa: E402
-from imaging.samples import sample_file  # noqa: E402
-from store.models import (  # noqa: E402
+from bot.app import build_application, build_services, running
+from bot.sandbox import BotApiSandbox
+from bot.settings import Settings
+from imaging.geometry import plane_from_orientation
+from imaging.samples import sample_file
+from store.models import (
     ChatLink,
     Instance,
     Patient,
@@ -75,31 +75,70 @@ def build_store(services, patients: int, studies: int) -> list[tuple[int, int]]:
                 obj, ds = stored[name]
                 when = today - timedelta(days=rng.randint(0, 3650))
                 study_uid = f"2.25.{p}.{s}.{rng.getrandbits(40)}"
-                study_rows.append(dict(public_id=new_public_id(), patient_id=patient.id, study_uid=study_uid,
-                                       study_date=when, description=f"{modality} {part}", modalities=modality,
-                                       body_part=part, series_count=1, instance_count=1))
+                study_rows.append(
+                    dict(
+                        public_id=new_public_id(),
+                        patient_id=patient.id,
+                        study_uid=study_uid,
+                        study_date=when,
+                        description=f"{modality} {part}",
+                        modalities=modality,
+                        body_part=part,
+                        series_count=1,
+                        instance_count=1,
+                    )
+                )
             session.execute(insert(Study), study_rows)
             ids = dict(session.execute(select(Study.study_uid, Study.id).where(Study.patient_id == patient.id)).all())
             for row in study_rows:
                 study_id = ids[row["study_uid"]]
-                modality_rows.append(dict(study_id=study_id, modality=row["modalities"], patient_id=patient.id,
-                                          study_date=row["study_date"]))
-                series_rows.append(dict(public_id=new_public_id(), study_id=study_id, series_uid=row["study_uid"] + ".1",
-                                        modality=row["modalities"], series_number=1, description=row["description"],
-                                        body_part=row["body_part"], instance_count=1, frame_count=1,
-                                        plane=plane_from_orientation(None)))
+                modality_rows.append(
+                    dict(
+                        study_id=study_id,
+                        modality=row["modalities"],
+                        patient_id=patient.id,
+                        study_date=row["study_date"],
+                    )
+                )
+                series_rows.append(
+                    dict(
+                        public_id=new_public_id(),
+                        study_id=study_id,
+                        series_uid=row["study_uid"] + ".1",
+                        modality=row["modalities"],
+                        series_number=1,
+                        description=row["description"],
+                        body_part=row["body_part"],
+                        instance_count=1,
+                        frame_count=1,
+                        plane=plane_from_orientation(None),
+                    )
+                )
             session.execute(insert(StudyModality), modality_rows)
             session.execute(insert(Series), series_rows)
-            series_ids = dict(session.execute(
-                select(Series.series_uid, Series.id).join(Study).where(Study.patient_id == patient.id)).all())
+            series_ids = dict(
+                session.execute(
+                    select(Series.series_uid, Series.id).join(Study).where(Study.patient_id == patient.id)
+                ).all()
+            )
             for row in series_rows:
                 name = "CT_small.dcm" if row["modality"] == "CT" else "MR_small.dcm"
                 obj, ds = stored[name]
-                instance_rows.append(dict(public_id=new_public_id(), series_id=series_ids[row["series_uid"]],
-                                          sop_instance_uid=row["series_uid"] + ".1", sop_class_uid=str(ds.SOPClassUID),
-                                          instance_number=1, number_of_frames=1, rows=int(ds.Rows),
-                                          columns=int(ds.Columns), size_bytes=obj.size, content_hash=obj.sha256,
-                                          storage_key=obj.key))
+                instance_rows.append(
+                    dict(
+                        public_id=new_public_id(),
+                        series_id=series_ids[row["series_uid"]],
+                        sop_instance_uid=row["series_uid"] + ".1",
+                        sop_class_uid=str(ds.SOPClassUID),
+                        instance_number=1,
+                        number_of_frames=1,
+                        rows=int(ds.Rows),
+                        columns=int(ds.Columns),
+                        size_bytes=obj.size,
+                        content_hash=obj.sha256,
+                        storage_key=obj.key,
+                    )
+                )
             session.execute(insert(Instance), instance_rows)
     return users
 
@@ -112,8 +151,13 @@ async def measure(args: argparse.Namespace) -> None:
         users = build_store(services, args.patients, args.studies)
         print(f"store: {args.patients} patients x {args.studies} studies in {time.perf_counter() - started:.1f} s")
         async with BotApiSandbox() as sandbox:
-            application = build_application(services, sandbox.token, base_url=sandbox.base_url,
-                                            base_file_url=sandbox.base_file_url, concurrent_updates=64)
+            application = build_application(
+                services,
+                sandbox.token,
+                base_url=sandbox.base_url,
+                base_file_url=sandbox.base_file_url,
+                concurrent_updates=64,
+            )
             async with running(application, timeout=1):
                 for _, user_id in users[: args.requests + args.chats]:
                     sandbox.add_user(f"U{user_id}", user_id=user_id)
@@ -127,8 +171,10 @@ async def measure(args: argparse.Namespace) -> None:
                     latencies.append((sandbox.calls("sendPhoto")[-1].started - t0) * 1000)
                 latencies.sort()
                 p95 = latencies[int(0.95 * (len(latencies) - 1))]
-                print(f"sequential, cold cache: n={len(latencies)} median {statistics.median(latencies):.1f} ms, "
-                      f"p95 {p95:.1f} ms (targets: median <= 150 ms, p95 <= 400 ms)")
+                print(
+                    f"sequential, cold cache: n={len(latencies)} median {statistics.median(latencies):.1f} ms, "
+                    f"p95 {p95:.1f} ms (targets: median <= 150 ms, p95 <= 400 ms)"
+                )
                 # Concurrency: C chats ask at once, R rounds; the per-chat pace (1 message/s) bounds each chat.
                 chats = users[args.requests : args.requests + args.chats] or users[: args.chats]
                 before = len(sandbox.calls("sendPhoto"))
@@ -138,8 +184,10 @@ async def measure(args: argparse.Namespace) -> None:
                 while len(sandbox.calls("sendPhoto")) < before + len(chats):
                     await asyncio.sleep(0.005)
                 elapsed = time.monotonic() - t0
-                print(f"concurrent: {len(chats)} chats at once answered in {elapsed:.2f} s "
-                      f"({len(chats) / elapsed:.1f} replies/s)")
+                print(
+                    f"concurrent: {len(chats)} chats at once answered in {elapsed:.2f} s "
+                    f"({len(chats) / elapsed:.1f} replies/s)"
+                )
 
 
 def main() -> None:
