@@ -272,8 +272,8 @@ def _file_loader(path: Path) -> Callable[[], bytes]:
     return path.read_bytes
 
 
-def folder_items(root: Path) -> list[_Item]:
-    """Every regular file under ``root`` (sorted; symlinks leading outside ``root`` are not followed)."""
+def folder_items(root: Path, report: ImportReport) -> list[_Item]:
+    """Every regular file under ``root``, sorted; links leading outside ``root`` go to ``report.skipped``."""
     items = []
     real_root = root.resolve()
     for folder, dirs, names in os.walk(root):
@@ -281,6 +281,8 @@ def folder_items(root: Path) -> list[_Item]:
         for name in sorted(names):
             path = Path(folder) / name
             if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+                shown = path.relative_to(root).as_posix()
+                report.skipped.append(SkippedFile(shown, "a link to a file outside the folder (refused)"))
                 continue
             if path.is_file():
                 items.append(_Item(path.relative_to(root).as_posix(), _file_loader(path)))
@@ -985,7 +987,7 @@ def import_path(
     limits = limits or ImportLimits()
     importer = _Importer(sessions, filestore, patient_hint, progress, actor)
     if path.is_dir():
-        items = folder_items(path)
+        items = folder_items(path, importer.report)
         return importer.run(items)
     if not path.is_file():
         raise SourceNotFound("There is nothing to import at that path.")

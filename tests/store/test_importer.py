@@ -456,8 +456,12 @@ def test_non_dicom_files_are_skipped_with_reasons_and_documents_kept(
     (folder / "noprefix.dcm").write_bytes(
         Path(pydicom.data.get_testdata_file("ExplVR_BigEndNoMeta.dcm")).read_bytes()
     )
+    outside = tmp_path / "outside.dcm"
+    outside.write_bytes(dicom_bytes(PatientID="OUTSIDE"))
+    (folder / "sub" / "link.dcm").symlink_to(outside)
     report = import_path(sessions, filestore, folder)
     assert {s.file: s.reason for s in report.skipped} == {
+        "sub/link.dcm": "a link to a file outside the folder (refused)",
         "README.txt": "not a DICOM file",
         "photo.jpg": "not a DICOM file",
         "empty.dcm": "empty file",
