@@ -141,6 +141,14 @@ def bulk_load(url: str, patients: int, instances: int, seed: int = 11) -> tuple[
     return studies, instances
 
 
+def database_size(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        size = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    engine.dispose()
+    return size
+
+
 def time_latest_mr(url: str, patients: int, lookups: int) -> list[float]:
     engine = make_engine(url)
     sessions = session_factory(engine)
@@ -192,6 +200,7 @@ def main() -> int:
                 studies, instances = bulk_load(url, args.patients, args.instances)
                 print(f"latest MR: loaded {args.patients} patients, {studies} studies, {instances} instances "
                       f"in {time.perf_counter() - started:.1f} s (COPY)")
+                print(f"  database size: {database_size(url) / 2**20:.0f} MB (tables and indexes)")
                 times = time_latest_mr(url, args.patients, args.lookups)
                 times.sort()
                 p95 = times[int(0.95 * (len(times) - 1))]

@@ -276,7 +276,25 @@ def run_import_job(ctx: JobContext) -> dict[str, Any]:
     return {"files": len(files), "imported": imported, "skipped": skipped}
 
 
-JOB_FUNCTIONS: dict[str, JobFunction] = {"import": run_import_job}
+def run_pacs_sync_job(ctx: JobContext) -> dict[str, Any]:
+    """Record a patient's studies from the PACS (``LIGHTBOX_STORE=dicomweb``): payload ``patient_id`` (the
+    Lightbox patient row), ``pacs_patient_id`` and optional ``issuer``. No pixels move; they are fetched
+    when first looked at (:mod:`store.pacs_store`)."""
+    from store.dicomweb import sync_patient
+    from store.pacs_store import PacsFileStore
+
+    files = ctx.services.files
+    if not isinstance(files, PacsFileStore):
+        raise RuntimeError("pacs_sync needs LIGHTBOX_STORE=dicomweb")
+    payload = ctx.job.payload
+    ctx.report(0, 1, {})
+    found = sync_patient(ctx.sessions, files.source, int(payload["patient_id"]), str(payload["pacs_patient_id"]),
+                         str(payload.get("issuer", "")))
+    ctx.report(1, 1, {})
+    return {"files": found.instances_added, "studies": found.studies_found, "added": found.studies_added}
+
+
+JOB_FUNCTIONS: dict[str, JobFunction] = {"import": run_import_job, "pacs_sync": run_pacs_sync_job}
 
 PROGRESS_TEXT = "Adding your images: {done} of {total} files so far."
 DONE_TEXT = "All done: I went through {total} files. Send /studies to see your scans."
