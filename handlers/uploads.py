@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import FileSizeLimit, ParseMode
 from telegram.error import TelegramError
@@ -73,6 +74,15 @@ def _safe_name(name: str | None) -> str:
     return "upload" + (suffix if suffix in {".zip", ".dcm", ".dicom", ".dic", ""} else ".bin")
 
 
+def short_name(dicom_name: str) -> str:
+    """``Doe^Archibald`` -> ``Archibald D.``: enough for the uploader to recognise, no more."""
+    parts = [p.strip() for p in dicom_name.split("=")[0].split("^")]
+    family, given = [*parts, "", ""][:2]
+    if given and family:
+        return f"{given.split()[0].title()} {family[:1].upper()}."
+    return (given or family).title() or "Someone unnamed"
+
+
 def _people(services: Services, report: ImportReport) -> list[dict[str, Any]]:
     with services.sessions() as session:
         out = []
@@ -80,10 +90,12 @@ def _people(services: Services, report: ImportReport) -> list[dict[str, Any]]:
             patient = patient_by_public_id(session, found.public_id)
             if patient is None:
                 continue
-            initials = "".join(part.strip()[:1] + "." for part in patient.name.replace("^", " ").split()[:3])
+            label = short_name(patient.name)
             year = patient.birth_date[:4] if patient.birth_date else ""
-            label = (initials or "Unnamed") + (f", born {year}" if year else "")
-            studies = len(list(session.scalars(Study.__table__.select().where(Study.patient_id == patient.id))))
+            label += f", born {year}" if year else ""
+            studies = int(
+                session.scalar(select(func.count()).select_from(Study).where(Study.patient_id == patient.id)) or 0
+            )
             out.append({"public_id": patient.public_id, "label": label, "studies": studies})
         return out
 

@@ -405,18 +405,22 @@ class _Staged:
     stored: StoredObject
 
 
-def patient_key(meta: InstanceMeta, patient_hint: str | None) -> tuple[str, str]:
+def patient_key(meta: InstanceMeta, patient_hint: str | None, issuer_scope: str | None = None) -> tuple[str, str]:
     """(issuer, value) identifying the patient: Patient ID (0010,0020) + Issuer (0010,0021).
 
     A file without a Patient ID takes ``patient_hint`` when given, else a key derived from name and
     birth date (so anonymous files are kept together, never merged into a real Patient ID).
+    With ``issuer_scope`` (a patient's own upload) the issuer is prefixed by it, so the upload can never
+    be filed into a record that somebody else's files created.
     """
     if meta.patient_id:
-        return meta.issuer, meta.patient_id
-    if patient_hint:
-        return "", patient_hint
-    digest = hashlib.sha256(f"{meta.patient_name}\x00{meta.birth_date}".encode()).hexdigest()[:32]
-    return NO_ID_ISSUER, digest
+        issuer, value = meta.issuer, meta.patient_id
+    elif patient_hint:
+        issuer, value = "", patient_hint
+    else:
+        issuer = NO_ID_ISSUER
+        value = hashlib.sha256(f"{meta.patient_name}\x00{meta.birth_date}".encode()).hexdigest()[:32]
+    return (f"{issuer_scope}|{issuer}" if issuer_scope else issuer), value
 
 
 def _skip_reason(exc: Exception) -> str:
@@ -504,11 +508,12 @@ def _load_patients(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[s
 
 
 def _record_batch(
-    session: Session, filestore: FileStore, batch: list[_Staged], patient_hint: str | None
+    session: Session, filestore: FileStore, batch: list[_Staged], patient_hint: str | None,
+    issuer_scope: str | None = None,
 ) -> _Outcome:
     """Rows for one batch of stored files, inside the caller's transaction (one flush for the batch)."""
     out = _Outcome()
-    keys = {patient_key(s.meta, patient_hint) for s in batch}
+    keys = {patient_key(s.meta, patient_hint, issuer_scope) for s in batch}
     patients = _load_patients(session, keys)
     new_patient_ids: set[int] = set()
     studies = {
@@ -529,7 +534,7 @@ def _record_batch(
     # a file whose study is already known belongs to that study's patient or is a conflict.
     first_of_new: dict[tuple[str, str], InstanceMeta] = {}
     for staged in batch:
-        key = patient_key(staged.meta, patient_hint)
+        key = patient_key(staged.meta, patient_hint, issuer_scope)
         if key not in patients and staged.meta.study_uid not in studies:
             first_of_new.setdefault(key, staged.meta)
     for key, first in first_of_new.items():
@@ -552,7 +557,7 @@ def _record_batch(
 
     for staged in batch:
         meta = staged.meta
-        key = patient_key(meta, patient_hint)
+        key = patient_key(meta, patient_hint, issuer_scope)
         patient = patients.get(key)
         study = studies.get(meta.study_uid)
         if study is not None and (patient is None or study.patient_id != patient.id):
@@ -769,10 +774,12 @@ class _Importer:
         patient_hint: str | None,
         progress: Progress | None,
         actor: tuple[str, str],
+        issuer_scope: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.filestore = filestore
         self.patient_hint = patient_hint.strip() if patient_hint else None
+        self.issuer_scope = issuer_scope
         self.progress = progress
         self.actor = actor
         self.report = ImportReport()
@@ -840,7 +847,7 @@ class _Importer:
             try:
                 with transaction(self.sessions) as session:
                     _lock_for_import(session)
-                    outcome = _record_batch(session, self.filestore, batch, self.patient_hint)
+                    outcome = _record_batch(session, self.filestore, batch, self.patient_hint, self.issuer_scope)
                 break
             except (IntegrityError, OperationalError) as exc:
                 # Another writer got there first (or the database was busy): the retry sees its rows.
@@ -976,6 +983,7 @@ def import_path(
     progress: Progress | None = None,
     limits: ImportLimits | None = None,
     actor: tuple[str, str] = ("system", "import"),
+    issuer_scope: str | None = None,
 ) -> ImportReport:
     """Import one file, a folder tree, a ZIP archive or a DICOMDIR (with the files it names).
 
@@ -985,7 +993,7 @@ def import_path(
     """
     path = Path(path)
     limits = limits or ImportLimits()
-    importer = _Importer(sessions, filestore, patient_hint, progress, actor)
+    importer = _Importer(sessions, filestore, patient_hint, progress, actor, issuer_scope)
     if path.is_dir():
         items = folder_items(path, importer.report)
         return importer.run(items)
@@ -1017,6 +1025,7 @@ def import_bytes(
     progress: Progress | None = None,
     limits: ImportLimits | None = None,
     actor: tuple[str, str] = ("system", "upload"),
+    issuer_scope: str | None = None,
 ) -> ImportReport:
     """Import an uploaded file held in memory: a DICOM file or a ZIP archive (as :func:`import_path`)."""
     limits = limits or ImportLimits()
@@ -1024,7 +1033,7 @@ def import_bytes(
         raise EmptyUpload("This file is empty (0 bytes).")
     if len(data) > limits.max_total_bytes:
         raise ArchiveTooLarge(f"This file is larger than the {limits.max_total_bytes / 2**20:.0f} MB allowed.")
-    importer = _Importer(sessions, filestore, patient_hint, progress, actor)
+    importer = _Importer(sessions, filestore, patient_hint, progress, actor, issuer_scope)
     if data[:4] in _ZIP_MAGIC:
         with _open_zip(io.BytesIO(data), "This file") as archive:
             return importer.run(zip_items(archive, limits, importer.report))
