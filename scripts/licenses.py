@@ -85,6 +85,10 @@ def main(argv: list[str]) -> int:
     print("| package | version | licence |\n|---|---|---|")
     for name, version, lic in rows:
         print(f"| {name} | {version} | {lic} |")
+    print("\n## Data shipped inside Lightbox\n")
+    print("| data | where | licence |\n|---|---|---|")
+    print("| Telegram Bot API 10.1 as JSON (PaulSonOfLars/telegram-bot-api-spec) | bot/sandbox/spec/ | MIT |")
+    print("| DICOM PS3.15 Annex E table E.1-1 as JSON (innolitics/dicom-standard) | share/data/ | MIT |")
     return 0
 
 
