@@ -199,3 +199,45 @@ async def test_forget_deletes_everything_of_the_patient(lightbox: Lightbox) -> N
     tap = await fay.send_callback(confirm, yes_data)
     answered = await fay.wait_for_answer(tap)
     assert "expired" in (answered.answer_text or "")
+
+
+async def test_what_is_this_image_showing_me_describes_the_picture_on_screen(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-D", "Desc^Dora", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR, copies=3)])
+    dora = lightbox.driver.user("Dora")
+    await dora.command("start", lightbox.link_code(mine))
+    await dora.wait_for_reply()
+    await dora.say("what is this image showing me?")
+    first = await dora.wait_for_reply()
+    assert "Open an image first" in (first.text or "")
+    await dora.command("last")
+    await dora.wait_for_reply()
+    await dora.say("what is this image showing me?")
+    described = await dora.wait_for_reply()
+    text = (described.text or "").lower()
+    assert "mri" in text
+    assert "doctor" in text  # always points to the report and the doctor
+    assert "diagnos" not in text or "not a diagnosis" in text or "can't" in text
+
+
+async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-S", "Share^Sue", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR)])
+    sue = lightbox.driver.user("Sue")
+    await sue.command("start", lightbox.link_code(mine))
+    await sue.wait_for_reply()
+    await sue.say("share my brain MRI with Dr. Lee for 3 days")
+    link = await sue.wait_for_reply()
+    qr = await sue.wait_for_reply()
+    text = link.text or ""
+    assert "Dr. Lee" in text and "http://127.0.0.1:9/s/" in text
+    assert link.protect_content is False  # the patient must be able to forward it
+    assert qr.photo_bytes is not None
+    await sue.command("shares")
+    listing = await sue.wait_for_reply()
+    assert "Dr. Lee" in (listing.text or "")
+    tap = await sue.tap(listing, "Stop link 1")
+    await sue.wait_for_answer(tap)
+    stopped = await sue.wait_for_reply()
+    assert "stopped working" in (stopped.text or "")
+    await sue.say("share it for minus two days")
+    refused = await sue.wait_for_reply()
+    assert "future" in (refused.text or "")
