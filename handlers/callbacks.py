@@ -106,6 +106,7 @@ ACTION_KINDS = {
     "claim_none": False,
     "term": False,  # explain a glossary term: ref = concept id
     "del_note": True,  # delete a note or mark: ref = annotation
+    "cine": True,  # play the series as an animation: ref = series
     "protect": False,  # toggle protect_content: ref = "on"/"off"
     "lang": False,  # choose a language: ref = code
     "studies": False,  # list page: ref = page number

@@ -117,6 +117,8 @@ def keyboard_for(
         )
     more.append(InlineKeyboardButton("Explain this", callback_data=encode_action("explain_image", series.public_id)))
     more.append(InlineKeyboardButton("Mark 📍", callback_data=encode_mark(series.public_id, index, 0, 0)))
+    if count > 1:
+        more.append(InlineKeyboardButton("Play ▶", callback_data=encode_action("cine", series.public_id, view.window)))
     rows.append(more)
     rows.append(
         [

@@ -14,7 +14,7 @@ from telegram import Update
 from telegram.constants import MessageLimit
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from handlers import account, sharing, uploads, viewing, words
+from handlers import account, export, sharing, uploads, viewing, words
 from handlers.callbacks import BadCallback, decode_action, decode_view
 from handlers.chat import answer_query, error_reference, reply
 from handlers.understanding import understand
@@ -52,6 +52,7 @@ COMMANDS = [
     ("activity", "Who looked at your images"),
     ("privacy", "What I keep and who can see it"),
     ("forget", "Delete everything I have about you"),
+    ("export", "Get a copy of your images and access log"),
     ("language", "Choose a language"),
     ("notes", "Your notes and marks on pictures"),
     ("timeline", "Your studies over time"),
@@ -212,6 +213,12 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: st
     if kind == "term":
         asker_lang = (await account.asker_of(update, context)).language
         return await words.send_explanation(update, ref, asker_lang)
+    if kind == "cine":
+        from handlers import cine
+        from handlers.callbacks import WINDOW_CODES, View
+
+        window = action.extra if action.extra in WINDOW_CODES else "d"
+        return await cine.play(update, context, View(ref, window=window))
     if kind == "del_note":
         from handlers import marking
 
@@ -267,6 +274,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     application.add_handler(CommandHandler("activity", account.activity))
     application.add_handler(CommandHandler("privacy", account.privacy))
     application.add_handler(CommandHandler("forget", account.forget))
+    application.add_handler(CommandHandler("export", export.export_command))
     application.add_handler(CommandHandler("language", account.language))
     application.add_handler(CommandHandler("notes", notes_command))
     application.add_handler(CommandHandler("timeline", timeline_command))

@@ -241,3 +241,20 @@ async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightb
     await sue.say("share it for minus two days")
     refused = await sue.wait_for_reply()
     assert "future" in (refused.text or "")
+
+
+async def test_play_sends_the_series_as_an_animation(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-C", "Cine^Cy", [study("ct", 2, "CT", "CT head", "HEAD", CT, copies=6)])
+    cy = lightbox.driver.user("Cy")
+    await cy.command("start", lightbox.link_code(mine))
+    await cy.wait_for_reply()
+    await cy.command("last")
+    card = await cy.wait_for_reply()
+    tap = await cy.tap(card, "Play ▶")
+    await cy.wait_for_answer(tap)
+    animation = await cy.wait_for_reply()
+    assert animation.method == "sendAnimation"
+    assert animation.protect_content is True
+    assert "all 6 pictures" in (animation.caption or "")
+    data = animation.content.animation.data if animation.content.animation else b""
+    assert data[:6] in (b"GIF89a", b"GIF87a")
