@@ -84,8 +84,8 @@ def render_pair(
         partner = pair_slice(old_stack, new_stack, index)
         old_study, new_study = old_series.study, new_series.study
         pixels = side_by_side(
-            (services.files.path(old_stack[partner].storage_key or ""), 0),
-            (services.files.path(new_stack[index].storage_key or ""), 0),
+            (services.files.image_source(old_stack[partner].storage_key or ""), 0),
+            (services.files.image_source(new_stack[index].storage_key or ""), 0),
             (texts.nice_date(old_study.study_date), texts.nice_date(new_study.study_date)),
             max_size=640,
         )

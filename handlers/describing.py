@@ -37,7 +37,7 @@ def describe_for_patient(
         path = local_path(services.files, middle)  # a PACS instance is fetched into the worker's cache
     except DicomWebError:
         return None
-    ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    ds = path if isinstance(path, pydicom.Dataset) else pydicom.dcmread(path, stop_before_pixels=True, force=True)
     text = describe_series(ds, slice_count=count).text
     hits = glossary().find_terms(" ".join(filter(None, [description, study_description])))
     seen: dict[str, str] = {}

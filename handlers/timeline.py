@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from telegram import Update
 from telegram.constants import MessageLimit, ParseMode
 from telegram.ext import ContextTypes
@@ -30,7 +31,7 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
     with services.sessions() as session, session.begin():
         studies = list_studies(session, asker.patient_id, newest_first=False)
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        tiles: list[tuple[tuple[Path, int], str]] = []
+        tiles: list[tuple[tuple[Path | Dataset, int], str]] = []
         for study in studies:
             part = study.body_part or "other"
             groups[part].append(
@@ -48,7 +49,7 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
             label = (
                 f"{study.study_date.isoformat() if study.study_date else '?'} {texts.modality_word(study.modalities)}"
             )
-            tiles.append(((services.files.path(piece.instance.storage_key), piece.frame), label))
+            tiles.append(((services.files.image_source(piece.instance.storage_key), piece.frame), label))
             record_access(
                 session, asker.patient_id, "chat", asker.actor_ref, "view", study_id=study.id, detail="timeline"
             )

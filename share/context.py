@@ -22,11 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydicom.dataset import Dataset
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
@@ -67,6 +68,14 @@ class FileSource(Protocol):
     """Where an instance's file is: ``store.filestore.FileStore`` satisfies this."""
 
     def path(self, key: str) -> Path: ...
+
+    def image_source(self, key: str) -> Path | Dataset:
+        """The path, or the decrypted dataset when files are encrypted at rest."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """The plain bytes of the stored file (decrypted when encrypted at rest)."""
+        ...
 
 
 Notifier = Callable[[str], Awaitable[None] | None]

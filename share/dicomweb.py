@@ -330,7 +330,8 @@ async def metadata(request: Request) -> Response:
     def read_all() -> list[dict[str, Any]]:
         out = []
         for key in result:
-            ds = pydicom.dcmread(ctx.files.path(key), stop_before_pixels=True)
+            with ctx.files.open(key) as fh:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True)
             out.append(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda _: ""))
         return out
 

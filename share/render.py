@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from imaging.display import CT_PRESETS, WindowChoice
 from imaging.encode import encode
 from imaging.render import render as render_picture
@@ -63,7 +65,7 @@ def window_choice(request: RenderRequest) -> WindowChoice:
     return WindowChoice()
 
 
-def render(path: Path, request: RenderRequest) -> Rendered:
+def render(path: Path | Dataset, request: RenderRequest) -> Rendered:
     """Encoded picture (JPEG or PNG) of one frame of the DICOM file at ``path``, long side ``request.size``.
 
     Raises :class:`imaging.errors.RenderError` (or ``FileNotFoundError``) for what cannot be shown.

@@ -341,8 +341,8 @@ async def send_picture(ctx: ViewerContext, instance: Instance, storage_key: str,
     key = (instance.id, req)
     picture = ctx.cache.get(key)
     if picture is None:
-        path = ctx.files.path(storage_key)
         try:
+            path = ctx.files.image_source(storage_key)  # decrypted in memory when encrypted at rest
             picture = await run_in_threadpool(render, path, req)
         except Exception as exc:  # a broken file must not take the viewer down
             log.warning("render failed for instance %s: %s", instance.public_id, type(exc).__name__)

@@ -733,7 +733,7 @@ def sync_patient(
 
 def fetch_instance(
     sessions: sessionmaker[Session], source: DicomWebSource, store: FileStore, patient_id: int, instance_id: int
-) -> Path:
+) -> Path | pydicom.Dataset:
     """The local file of the patient's instance ``instance_id``, fetched by WADO-RS and cached on first use.
 
     Checks the bytes really are that instance (SOP Instance UID) before keeping them; records the
@@ -750,7 +750,7 @@ def fetch_instance(
         raise UnknownInstance("no such instance for this patient")
     instance, series_uid, study_uid = row
     if instance.storage_key and store.exists(instance.storage_key):
-        return store.path(instance.storage_key)
+        return store.image_source(instance.storage_key)
     if not instance.remote_url:
         raise UnknownInstance("the instance has no local file and no PACS copy")
     data = source.retrieve_instance(study_uid, series_uid, instance.sop_instance_uid)
@@ -771,7 +771,7 @@ def fetch_instance(
         fresh.content_hash = stored.sha256
         fresh.size_bytes = stored.size
         fresh.transfer_syntax_uid = transfer_syntax[:64]
-    return store.path(stored.key)
+    return store.image_source(stored.key)
 
 
 async def sync_patient_async(
@@ -787,7 +787,7 @@ async def sync_patient_async(
 
 async def fetch_instance_async(
     sessions: sessionmaker[Session], source: DicomWebSource, store: FileStore, patient_id: int, instance_id: int
-) -> Path:
+) -> Path | pydicom.Dataset:
     """:func:`fetch_instance` in a worker thread, for the bot's event loop."""
     return await asyncio.to_thread(fetch_instance, sessions, source, store, patient_id, instance_id)
 

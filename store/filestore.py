@@ -10,7 +10,10 @@ the folder fsynced, so a crash or a full disk never leaves a half-written file u
 imports use :meth:`FileStore.deferred_sync` instead (group commit): files are written and renamed
 without their own fsyncs and made durable together by one ``syncfs`` before any database row names
 them; a file cut short by a crash before that sync is detected by its size and rewritten. All file
-access goes through :class:`FileStore` so encryption at rest (issue 10) can be slotted in here.
+access goes through :class:`FileStore`: with a :class:`store.crypto.Cipher` (by default from
+``LIGHTBOX_ENCRYPTION_KEY``) files are sealed with AES-GCM on disk; :meth:`FileStore.read`,
+:meth:`FileStore.open` and :meth:`FileStore.image_source` give the plain bytes back. Files written
+before encryption was switched on stay readable.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -30,7 +34,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+from store.crypto import MAGIC, Cipher, DecryptionError, cipher_from_environment
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -97,8 +106,12 @@ def _fsync_dir(folder: Path) -> None:
 class FileStore:
     """DICOM files under ``root`` by opaque key. Safe for several processes at once."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cipher: Cipher | str | None = "environment") -> None:
         self.root = Path(root)
+        # "environment": encrypt when LIGHTBOX_ENCRYPTION_KEY is set (every process of one deployment
+        # sees the same variable, so the bot, the viewer and the CLI agree without wiring).
+        self.cipher: Cipher | None = cipher_from_environment() if cipher == "environment" else (
+            cipher if isinstance(cipher, Cipher) else None)
         # Deferred syncs are per thread: one thread's group commit never delays another's put.
         self._local = threading.local()
         self._folders: set[Path] = set()
@@ -190,10 +203,13 @@ class FileStore:
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
 
+    def _disk_size(self, size: int) -> int:
+        return self.cipher.sealed_size(size) if self.cipher is not None else size
+
     def _complete(self, final: Path, size: int) -> bool:
         """Whether ``final`` holds a whole file (a crash before a sync can leave a short one)."""
         try:
-            return final.stat().st_size == size
+            return final.stat().st_size == self._disk_size(size)
         except FileNotFoundError:
             return False
 
@@ -215,12 +231,18 @@ class FileStore:
         tmp = staging / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         hasher = hashlib.sha256()
         size = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal size
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
         try:
             with open(tmp, "xb") as out:
-                while chunk := stream.read(_CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    out.write(self._encode(chunk))
+                for piece in self._encode(chunks()):
+                    out.write(piece)
                 out.flush()
                 if not self._defer_depth:
                     os.fsync(out.fileno())
@@ -247,8 +269,8 @@ class FileStore:
                 self._make_folder(final.parent)
                 out = open(tmp, "xb")
             with out:
-                for chunk in chunks:
-                    out.write(self._encode(chunk))
+                for piece in self._encode(iter(chunks)):
+                    out.write(piece)
                 out.flush()
                 if not self._defer_depth:
                     os.fsync(out.fileno())
@@ -264,21 +286,33 @@ class FileStore:
         else:
             _fsync_dir(final.parent)
 
-    def _encode(self, chunk: bytes) -> bytes:
-        """Bytes as written to disk; the place for encryption at rest (identity for now)."""
-        return chunk
+    def _encode(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """Bytes as written to disk: sealed with the cipher when there is one."""
+        return self.cipher.seal_chunks(chunks) if self.cipher is not None else chunks
 
-    def _decode(self, chunk: bytes) -> bytes:
+    def _decode(self, stored: bytes) -> bytes:
         """Bytes as read back from disk; the inverse of :meth:`_encode`."""
-        return chunk
+        if self.cipher is None or not stored.startswith(MAGIC):
+            return stored  # encryption off, or a file stored before it was switched on
+        try:
+            return self.cipher.open(stored)
+        except DecryptionError as exc:
+            raise FileStoreError("A stored file cannot be decrypted (wrong LIGHTBOX_ENCRYPTION_KEY?).") from exc
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether files are sealed on disk (then :meth:`path` is only for size, age and deletion)."""
+        return self.cipher is not None
 
     # -- reading and deleting -----------------------------------------------------------------
 
     def open(self, key: str) -> BinaryIO:
         """The stored file for ``key``, opened for binary reading (the caller closes it).
 
-        Streams straight from disk; with encryption at rest this becomes a decrypting reader.
+        Streams straight from disk; with encryption at rest, the plain bytes from memory.
         """
+        if self.cipher is not None:
+            return io.BytesIO(self.read(key))
         try:
             return open(self.path(key), "rb")
         except FileNotFoundError:
@@ -290,6 +324,22 @@ class FileStore:
             return self._decode(self.path(key).read_bytes())
         except FileNotFoundError:
             raise UnknownKeyError("no stored file with this key") from None
+
+    def image_source(self, key: str) -> Path | Dataset:
+        """What to hand to :mod:`imaging` (or ``pydicom.dcmread``) for ``key``.
+
+        The file's path when it is stored in the clear (imaging reads lazily and caches headers by
+        path); with encryption at rest, the decrypted dataset, parsed in memory: plain bytes never
+        touch the disk.
+        """
+        if self.cipher is None:
+            path = self.path(key)
+            if not path.is_file():
+                raise UnknownKeyError("no stored file with this key")
+            return path
+        import pydicom
+
+        return pydicom.dcmread(io.BytesIO(self.read(key)), force=True)
 
     def delete(self, key: str) -> None:
         """Remove the file for ``key``; a key with no file is not an error."""

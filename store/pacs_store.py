@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 import pydicom
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -127,12 +128,12 @@ class PacsFileStore(FileStore):
         return self.cache.put(key, data)
 
 
-def local_path(files: FileStore, instance: Instance) -> Path:
+def local_path(files: FileStore, instance: Instance) -> Path | Dataset:
     """The local file of ``instance``: in the file store, else fetched from the PACS when ``files`` is a
     :class:`PacsFileStore`. Raises :class:`~store.dicomweb.UnknownInstance` when there is neither, or a
     :class:`~store.dicomweb.DicomWebError` when the PACS cannot give it."""
     if instance.storage_key and files.exists(instance.storage_key):
-        return files.path(instance.storage_key)
+        return files.image_source(instance.storage_key)  # a dataset in memory when encrypted at rest
     if isinstance(files, PacsFileStore) and instance.remote_url:
         return files.fetch(instance)
     raise UnknownInstance("the instance has no local file here")

@@ -4,6 +4,8 @@ Keys are opaque strings (the caller hashes what made the picture: instance, fram
 the encoded bytes. Each entry lives under a namespace (the patient's opaque public id), so erasing a
 patient removes their cached pictures at once. Files are written atomically, so a crash never leaves a
 half picture that a later read would serve. The cache holds nothing that is not in the store.
+With encryption at rest (a :class:`store.crypto.Cipher`, by default from ``LIGHTBOX_ENCRYPTION_KEY``)
+pictures are sealed on disk like the stored DICOM files; one that does not open counts as a miss.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ import tempfile
 import threading
 from pathlib import Path
 
+from store.crypto import Cipher, DecryptionError, cipher_from_environment
+
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class RenderCache:
     """Encoded pictures under ``root``, at most ``limit_bytes`` in total."""
 
-    def __init__(self, root: Path, limit_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, root: Path, limit_bytes: int = 512 * 1024 * 1024,
+                 cipher: Cipher | str | None = "environment") -> None:
         self.root = Path(root)
+        self.cipher: Cipher | None = cipher_from_environment() if cipher == "environment" else (
+            cipher if isinstance(cipher, Cipher) else None)
         self.limit_bytes = limit_bytes
         self._lock = threading.Lock()
         self._approx_size: int | None = None
@@ -47,6 +54,11 @@ class RenderCache:
             data = path.read_bytes()
         except OSError:
             return None
+        if self.cipher is not None:
+            try:
+                data = self.cipher.open(data)
+            except DecryptionError:
+                return None
         try:
             os.utime(path)
         except OSError:
@@ -64,7 +76,7 @@ class RenderCache:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                    fh.write(self.cipher.seal(data) if self.cipher is not None else data)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
