@@ -221,6 +221,29 @@ def create_share(
     return CreatedShare(link=link, token=token, access_code=code)
 
 
+def create_annotation_link(
+    session: Session,
+    *,
+    patient: Patient,
+    study: Study,
+    hours: float | None = None,
+    include_priors: bool = True,
+    now: datetime | None = None,
+    actor_kind: str = "chat",
+    actor_ref: str = "",
+) -> CreatedShare:
+    """A link for the patient themself, to draw arrows, circles and text on ``study`` in the viewer.
+
+    It can write marks (``can_annotate``; see :mod:`share.marks`), shows the earlier studies of the
+    same body part too, offers no download and is labelled as the patient's own. Send it only to the patient.
+    """
+    return create_share(
+        session, patient=patient, study=study, hours=hours, include_priors=include_priors,
+        recipient_label="you (to mark up)", download="none", can_annotate=True, now=now,
+        actor_kind=actor_kind, actor_ref=actor_ref,
+    )
+
+
 def find_link(session: Session, token: str) -> ShareLink | None:
     """The link whose token is ``token``, or ``None``. The work done is the same either way."""
     wanted = hash_token(token)

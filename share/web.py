@@ -4,7 +4,10 @@ Routes (the token is always the second path segment; ``bot.logs`` masks it in lo
 
 - ``GET /s/{token}``: the viewer page (or the access-code form); opening it starts a viewing session.
 - ``POST /s/{token}``: the access code.
-- ``GET /s/{token}/api/manifest``: the shared studies, series and slices as JSON, with the patient's notes.
+- ``GET /s/{token}/api/manifest``: the shared studies, series and slices as JSON, with the patient's notes
+  and marks and, for priors, which series pair with which (:mod:`share.compare`).
+- ``POST /s/{token}/api/annotations``, ``DELETE /s/{token}/api/annotations/{id}``: the patient's own marks,
+  through a ``can_annotate`` link only (:mod:`share.marks`).
 - ``GET /s/{token}/img/{study}/{series}/{sop}/{frame}?size=&wc=&ww=&preset=``: one slice as JPEG.
 - ``GET /s/{token}/thumb/{study}/{series}``: a series thumbnail.
 - ``GET /s/{token}/download``: the ZIP the patient allowed (:mod:`share.download`).
@@ -37,8 +40,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from share import dicomweb, download
-from share.context import HERE, SECURITY_HEADERS, FileSource, Notifier, ViewerContext
+from share import dicomweb, download, marks
+from share.compare import comparisons
+from share.context import HERE, SECURITY_HEADERS, SESSION_COOKIE, FileSource, Notifier, ViewerContext
 from share.events import PendingView
 from share.links import (
     MAX_CODE_ATTEMPTS,
@@ -165,6 +169,7 @@ def build_manifest(session: Session, link: ShareLink) -> dict[str, Any]:
                         "rows": inst.rows,
                         "columns": inst.columns,
                         "spacing": _pixel_spacing(inst.pixel_spacing),
+                        "position": inst.slice_location,
                         "_id": inst.id,
                     })
             series_info["slices"] = slices
@@ -178,9 +183,7 @@ def build_manifest(session: Session, link: ShareLink) -> dict[str, Any]:
             )
         )
         for note in rows:
-            notes.setdefault((note.instance_id, note.frame), []).append({
-                "kind": note.kind, "x": note.x, "y": note.y, "x2": note.x2, "y2": note.y2, "text": note.text,
-            })
+            notes.setdefault((note.instance_id, note.frame), []).append(marks.describe(note, link))
     for study_info in studies:
         for series_info in study_info["series"]:
             for item in series_info["slices"]:
@@ -192,6 +195,8 @@ def build_manifest(session: Session, link: ShareLink) -> dict[str, Any]:
         "download": link.download,
         "presets": {name: list(values) for name, values in PRESETS.items()},
         "studies": studies,
+        "compare": comparisons(session, link, scope),
+        "can_annotate": link.can_annotate,
     }
 
 
@@ -208,28 +213,31 @@ async def viewer_page(request: Request) -> Response:
     token = _token(request)
     now = ctx.now()
 
-    def work(session: Session, link: ShareLink) -> tuple[str, Glance | None, int, bool, str]:
+    def work(session: Session, link: ShareLink) -> tuple[str, Glance | None, int, bool, str, str]:
         if ctx.has_session(request, link):
-            return "view", build_glance(session, link), 0, False, link.public_id
+            csrf = marks.csrf_token(ctx.secret_key, request.cookies.get(SESSION_COOKIE, ""))
+            return "view", build_glance(session, link), 0, False, link.public_id, csrf if link.can_annotate else ""
         if link.access_code_hash:
-            return "code", None, 0, False, link.public_id
+            return "code", None, 0, False, link.public_id, ""
         counted = count_open(session, link, now)
         if counted is None:
-            return "used_up", None, 0, False, link.public_id
+            return "used_up", None, 0, False, link.public_id, ""
         view, first = counted
-        return "view", build_glance(session, link), view, first, link.public_id
+        csrf = marks.csrf_token(ctx.secret_key, ctx.session_cookie_value(link, view))
+        return "view", build_glance(session, link), view, first, link.public_id, csrf if link.can_annotate else ""
 
     result, failure = await ctx.resolve(request, token, work, opening=True, need_session=False)
     if failure is not None:
         return failure
     assert result is not None
-    kind, glance, view, first, public_id = result
+    kind, glance, view, first, public_id, csrf = result
     if kind == "used_up":
         return ctx.failure_page(LinkState.USED_UP)
     if kind == "code":
         return ctx.page("code.html", 200, attempts_left=None)
     assert glance is not None
-    response = ctx.page("viewer.html", 200, glance=glance, base=f"/s/{token}", public_url=ctx.public_url)
+    response = ctx.page("viewer.html", 200, glance=glance, base=f"/s/{token}", public_url=ctx.public_url,
+                        csrf=csrf)
     if view:
         await _start_session(ctx, response, public_id, view, token, first)
     return response
@@ -483,6 +491,8 @@ def create_app(
         Route("/s/{token}", viewer_page, methods=["GET"]),
         Route("/s/{token}", submit_code, methods=["POST"]),
         Route("/s/{token}/api/manifest", manifest),
+        Route("/s/{token}/api/annotations", marks.add_mark, methods=["POST"]),
+        Route("/s/{token}/api/annotations/{annotation}", marks.delete_mark, methods=["DELETE"]),
         Route("/s/{token}/img/{study}/{series}/{sop}/{frame:int}", image),
         Route("/s/{token}/thumb/{study}/{series}", thumbnail),
         Route("/s/{token}/download", download.download_zip),

@@ -1,9 +1,11 @@
 """``lightbox share create|list|revoke``: share links from the command line.
 
 ``create --patient-id ID --study UID [--hours H] [--code] [--max-views N] [--recipient LABEL]
-[--download original|deidentified|none] [--series UID ...] [--priors] [--json]`` makes a link and prints
-its address (the token exists only in that output). ``list --patient-id ID`` shows the patient's links
-with their state and views; ``revoke ID`` turns one off at once. ``ID`` of a link is its opaque public id.
+[--download original|deidentified|none] [--series UID ...] [--priors] [--annotate] [--json]`` makes a
+link and prints its address (the token exists only in that output); ``--annotate`` makes the patient's
+own link, through which they draw arrows, circles and text in the viewer (give it only to the patient).
+``list --patient-id ID`` shows the patient's links with their state and views; ``revoke ID`` turns one
+off at once. ``ID`` of a link is its opaque public id.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--recipient", default="", metavar="LABEL", help='who it is for, e.g. "Dr. Lee"')
     create.add_argument("--download", choices=("original", "deidentified", "none"), default="none",
                         help="what the specialist may download (default none)")
+    create.add_argument("--annotate", action="store_true",
+                        help="the patient's own link: lets them draw arrows, circles and text (give it only to them)")
     create.add_argument("--json", action="store_true", help="print id, url and expires_at as JSON")
     create.set_defaults(handler=run_create)
 
@@ -99,7 +103,8 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
                 created = create_share(
                     session, patient=patient, study=study, hours=args.hours, series=series,
                     include_priors=args.priors, recipient_label=args.recipient, download=args.download,
-                    access_code=bool(args.code), max_views=args.max_views, actor_kind="operator",
+                    access_code=bool(args.code), max_views=args.max_views, can_annotate=args.annotate,
+                    actor_kind="operator",
                 )
             except ShareError as exc:
                 raise CommandError(str(exc)) from None
