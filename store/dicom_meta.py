@@ -370,9 +370,38 @@ def instance_meta(ds: Dataset) -> InstanceMeta:
     )
 
 
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) Pixel Data, little endian
+_EXPLICIT_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL")
+
+
+def pixel_data_cut_short(data: bytes) -> bool:
+    """Whether a little-endian file ends before the end its Pixel Data (7FE0,0010) length declares.
+
+    A copy cut short (an interrupted download, a bad CD) would otherwise be stored and only fail
+    when shown. Encapsulated (undefined length) pixel data, big endian files and files where the
+    element cannot be found unambiguously are not judged here (the renderer checks those).
+    """
+    at = data.find(_PIXEL_TAG)  # the first: pixel bytes after it may hold the same four bytes
+    if at < 0 or at + 8 > len(data):
+        return False
+    if data[at + 4:at + 6] in _EXPLICIT_LONG_VRS and data[at + 6:at + 8] == b"\x00\x00":
+        if at + 12 > len(data):
+            return True
+        length, start = int.from_bytes(data[at + 8:at + 12], "little"), at + 12
+    else:
+        length, start = int.from_bytes(data[at + 4:at + 8], "little"), at + 8
+    return length != 0xFFFFFFFF and start + length > len(data)
+
+
 def read_instance_meta(source: bytes | BinaryIO) -> InstanceMeta:
-    """Header-only read of ``source`` and its indexed attributes (see :func:`instance_meta`)."""
+    """Header-only read of ``source`` and its indexed attributes (see :func:`instance_meta`).
+
+    Raises :class:`DamagedDicomError` for a file cut short in its pixel data (bytes sources).
+    """
     ds = read_dataset(source)
+    big_endian = transfer_syntax(ds) == "1.2.840.10008.1.2.2"
+    if isinstance(source, bytes | bytearray) and not big_endian and pixel_data_cut_short(bytes(source)):
+        raise DamagedDicomError("the file is cut short")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
