@@ -98,7 +98,7 @@ async def test_only_can_annotate_links_write(client: httpx.AsyncClient, world: S
     from share.marks import csrf_token
 
     cookie = next(c.value for c in client.cookies.jar if c.name == SESSION_COOKIE and look_only.token in c.path)
-    forged = csrf_token(b"k" * 32, cookie)
+    forged = csrf_token(b"k" * 32, str(cookie))
     refused = await client.post(f"/s/{look_only.token}/api/annotations", json=_mark(manifest),
                                 headers={"X-CSRF-Token": forged})
     assert refused.status_code == 403
@@ -161,8 +161,9 @@ async def test_bad_marks_and_foreign_instances(client: httpx.AsyncClient, world:
     assert (await client.post(url, headers=headers, json=_mark(manifest, frame=3))).status_code == 404
     # The prior is part of the patient's own link (priors included): marking it works.
     prior = manifest["studies"][1]
-    ok = await client.post(url, headers=headers, json=_mark(manifest, study=prior["uid"], series=prior["series"][0]["uid"],
-                                                             sop=prior["series"][0]["slices"][0]["sop"]))
+    on_prior = _mark(manifest, study=prior["uid"], series=prior["series"][0]["uid"],
+                     sop=prior["series"][0]["slices"][0]["sop"])
+    ok = await client.post(url, headers=headers, json=on_prior)
     assert ok.status_code == 201
     with transaction(world.sessions) as session:
         assert len(list(session.scalars(select(Annotation)))) == 1
