@@ -1,6 +1,11 @@
 // Lightbox shared-image viewer. Plain JavaScript, no build step, no third-party origins.
 // Touch first: one finger drags (slices, window, move or ruler, by the chosen tool), two fingers pinch
 // to zoom and drag to pan. Wheel, arrow keys and the slider scroll slices on a desktop.
+// With a prior shared, "Compare" shows the earlier study's matching slice beside (or, on a phone, below)
+// the current one: slices paired by position along the slice normal (else relative position in the
+// stack, as store.comparison.pair_slice), the same window and view on both, scrolled together.
+// Through the patient's own link (can_annotate) the arrow, circle and text tools save marks in
+// normalised coordinates of the original frame (screen points are taken back through the view's transform).
 "use strict";
 (function () {
   const base = location.pathname.replace(/\/+$/, "");
@@ -8,11 +13,18 @@
   const stage = $("stage"), frameEl = $("frame"), img = $("image"), overlay = $("overlay");
   const slider = $("slider"), info = $("info"), measure = $("measure"), toolSel = $("tool");
   const SVGNS = "http://www.w3.org/2000/svg";
+  const panes = $("panes"), stage2 = $("stage2"), frame2 = $("frame2"), img2 = $("image2"), overlay2 = $("overlay2");
+  const info2 = $("info2"), compareSel = $("compare"), markText = $("mark-text");
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  const MARK_TOOLS = { arrow: "Draw arrow", circle: "Draw circle", note: "Add text" };
 
   const state = {
     manifest: null, study: null, series: null, slices: [], index: 0,
     zoom: 1, panX: 0, panY: 0, rot: 0, flipH: false, flipV: false, invert: false,
     preset: "", wc: null, ww: null, shownWindow: null, ruler: null, fit: 1, token: 0,
+    cmp: null, // {entry, study, series, slices, index} while comparing with a prior
+    draft: null, // a mark being drawn: {kind, a, b}
   };
   const cache = new Map(); // url -> Promise<{url, center, width}>
   const CACHE_MAX = 160;
@@ -47,12 +59,14 @@
     return Math.max(128, Math.min(2048, Math.ceil(Math.min(longest, native * 2))));
   }
 
-  function imageUrl(i) {
-    const s = state.slices[i];
+  function imageUrl(i, study, series, slices, window) {
+    study = study || state.study; series = series || state.series; slices = slices || state.slices;
+    const s = slices[i];
     const q = new URLSearchParams({ size: String(bucket(neededSize())) });
     if (state.preset) q.set("preset", state.preset);
     else if (state.wc !== null && state.ww !== null) { q.set("wc", state.wc.toFixed(1)); q.set("ww", state.ww.toFixed(1)); }
-    return `${base}/img/${state.study.uid}/${state.series.uid}/${s.sop}/${s.frame}?${q}`;
+    else if (window) { q.set("wc", window.center.toFixed(1)); q.set("ww", window.width.toFixed(1)); }
+    return `${base}/img/${study.uid}/${series.uid}/${s.sop}/${s.frame}?${q}`;
   }
 
   function bucket(n) {
@@ -60,24 +74,32 @@
     return 2048;
   }
 
+  // Fit one slice into its pane and apply the view (pan, zoom, rotation, flips); returns the fit scale.
+  function layoutPane(paneEl, frame, svgEl, picture, s) {
+    const cols = s.columns || picture.naturalWidth || 512, rows = s.rows || picture.naturalHeight || 512;
+    const swap = state.rot % 2 === 1;
+    const w = paneEl.clientWidth, h = paneEl.clientHeight;
+    const fit = Math.min(w / (swap ? rows : cols), h / (swap ? cols : rows));
+    const dw = cols * fit, dh = rows * fit;
+    frame.style.width = dw + "px";
+    frame.style.height = dh + "px";
+    frame.style.marginLeft = -dw / 2 + "px";
+    frame.style.marginTop = -dh / 2 + "px";
+    svgEl.setAttribute("viewBox", `0 0 ${cols} ${rows}`);
+    svgEl.setAttribute("preserveAspectRatio", "none");
+    frame.style.transform =
+      `translate(${state.panX}px, ${state.panY}px) scale(${state.zoom}) rotate(${state.rot * 90}deg) ` +
+      `scale(${state.flipH ? -1 : 1}, ${state.flipV ? -1 : 1})`;
+    frame.classList.toggle("inverted", state.invert);
+    return fit;
+  }
+
   function layout() {
     const s = state.slices[state.index];
     if (!s) return;
-    const cols = s.columns || img.naturalWidth || 512, rows = s.rows || img.naturalHeight || 512;
-    const swap = state.rot % 2 === 1;
-    const w = stage.clientWidth, h = stage.clientHeight;
-    state.fit = Math.min(w / (swap ? rows : cols), h / (swap ? cols : rows));
-    const dw = cols * state.fit, dh = rows * state.fit;
-    frameEl.style.width = dw + "px";
-    frameEl.style.height = dh + "px";
-    frameEl.style.marginLeft = -dw / 2 + "px";
-    frameEl.style.marginTop = -dh / 2 + "px";
-    overlay.setAttribute("viewBox", `0 0 ${cols} ${rows}`);
-    overlay.setAttribute("preserveAspectRatio", "none");
-    frameEl.style.transform =
-      `translate(${state.panX}px, ${state.panY}px) scale(${state.zoom}) rotate(${state.rot * 90}deg) ` +
-      `scale(${state.flipH ? -1 : 1}, ${state.flipV ? -1 : 1})`;
-    frameEl.classList.toggle("inverted", state.invert);
+    state.fit = layoutPane(stage, frameEl, overlay, img, s);
+    const c = state.cmp;
+    if (c && c.slices[c.index]) layoutPane(stage2, frame2, overlay2, img2, c.slices[c.index]);
   }
 
   async function show(i) {
@@ -100,7 +122,98 @@
     } catch (e) {
       if (token === state.token) info.textContent = "This image could not be shown.";
     }
+    if (token === state.token) await showPrior(token);
     prefetch(i);
+  }
+
+  // ---------------------------------------------------------------- comparison with a prior
+
+  // Mirror of store.comparison.pair_slice: nearest position along the slice normal when every slice
+  // has one, else the same relative place in the stack.
+  function pairIndex(earlier, later, laterIndex) {
+    if (!earlier.length) return 0;
+    laterIndex = later.length ? Math.min(Math.max(laterIndex, 0), later.length - 1) : 0;
+    const target = later.length ? later[laterIndex].position : null;
+    const known = earlier.every((e) => e.position !== null && e.position !== undefined);
+    if (target !== null && target !== undefined && known) {
+      let best = 0;
+      for (let k = 1; k < earlier.length; k++) {
+        if (Math.abs(earlier[k].position - target) < Math.abs(earlier[best].position - target)) best = k;
+      }
+      return best;
+    }
+    if (later.length <= 1) return Math.floor((earlier.length - 1) / 2);
+    return Math.round(laterIndex * (earlier.length - 1) / (later.length - 1));
+  }
+
+  function niceDate(iso) {
+    if (!iso) return "date unknown";
+    const d = new Date(iso + "T00:00:00Z");
+    return d.toLocaleDateString("en-GB", { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" });
+  }
+
+  async function showPrior(token) {
+    const c = state.cmp;
+    if (!c) return;
+    c.index = pairIndex(c.slices, state.slices, state.index);
+    const s = c.slices[c.index];
+    stage2.dataset.slice = String(c.index);
+    info2.textContent = `Earlier · ${niceDate(c.entry.date)} · slice ${c.index + 1} / ${c.slices.length}`;
+    layout();
+    drawNotes(overlay2, s, null);
+    try {
+      // Same window on both sides: the one chosen, else the one the current slice was shown with.
+      const pic = await fetchPicture(imageUrl(c.index, c.study, c.series, c.slices, state.shownWindow));
+      if (token !== state.token || state.cmp !== c) return;
+      img2.src = pic.url;
+      stage2.dataset.loaded = s.sop + ":" + s.frame;
+    } catch (e) {
+      if (token === state.token) info2.textContent = "The earlier image could not be shown.";
+    }
+  }
+
+  function compareEntries() {
+    if (!state.manifest || !state.study || state.study.prior) return [];
+    return (state.manifest.compare || []).filter((e) => e.pairs[state.series.uid]);
+  }
+
+  function updateCompareBar() {
+    const entries = compareEntries();
+    const wanted = state.cmp ? state.cmp.entry.study : "";
+    compareSel.textContent = "";
+    const off = document.createElement("option");
+    off.value = ""; off.textContent = "Compare: off";
+    compareSel.append(off);
+    for (const e of entries) {
+      const o = document.createElement("option");
+      o.value = e.study; o.textContent = `Side by side with ${niceDate(e.date)}`;
+      compareSel.append(o);
+    }
+    $("compare-bar").hidden = entries.length === 0;
+    compareSel.value = entries.some((e) => e.study === wanted) ? wanted : "";
+    if (compareSel.value !== wanted) setCompare("");
+  }
+
+  function setCompare(priorUid) {
+    const entry = compareEntries().find((e) => e.study === priorUid);
+    const study = entry && state.manifest.studies.find((st) => st.uid === entry.study);
+    const series = study && study.series.find((se) => se.uid === entry.pairs[state.series.uid]);
+    if (!series || !series.slices || !series.slices.length) {
+      state.cmp = null;
+      stage2.hidden = true;
+      panes.classList.remove("comparing");
+      $("compare-info").textContent = "";
+      delete stage2.dataset.loaded;
+      layout();
+      return;
+    }
+    state.cmp = { entry, study, series, slices: series.slices, index: 0 };
+    stage2.hidden = false;
+    panes.classList.add("comparing");
+    delete stage2.dataset.loaded;
+    $("compare-info").textContent =
+      `${niceDate(entry.date)} (earlier) and ${niceDate(entry.later_date)} · ${entry.interval}`;
+    show(state.index);
   }
 
   function prefetch(i) {
@@ -117,6 +230,7 @@
     slider.max = String(Math.max(0, state.slices.length - 1));
     document.querySelectorAll("#series button").forEach((b) => b.classList.toggle("current", b.dataset.series === series.uid));
     state.ruler = null; measure.textContent = "";
+    updateCompareBar();
     show(Math.floor(state.slices.length / 2));
     renderNotes();
   }
@@ -144,16 +258,35 @@
     }
   }
 
+  const KIND_WORDS = { arrow: "arrow", circle: "circle", marker: "marker", note: "note" };
+
   function renderNotes() {
     const list = $("note-list");
     list.textContent = "";
     let any = false;
-    for (const s of state.slices) for (const n of s.notes || []) {
-      any = true;
-      const li = document.createElement("li");
-      li.textContent = (n.text || n.kind) + ` (slice ${state.slices.indexOf(s) + 1})`;
-      list.append(li);
-    }
+    state.slices.forEach((s, index) => {
+      for (const n of s.notes || []) {
+        any = true;
+        const li = document.createElement("li");
+        li.dataset.id = n.id || "";
+        const what = n.text ? n.text : KIND_WORDS[n.kind] || n.kind;
+        const link = document.createElement("a");
+        link.href = "#";
+        link.textContent = what + ` (slice ${index + 1})`;
+        link.addEventListener("click", (e) => { e.preventDefault(); show(index); });
+        li.append(link);
+        if (n.mine && csrf) {
+          const del = document.createElement("button");
+          del.type = "button";
+          del.className = "delete-mark";
+          del.textContent = "Delete";
+          del.setAttribute("aria-label", `Delete ${what}`);
+          del.addEventListener("click", () => deleteMark(s, n));
+          li.append(del);
+        }
+        list.append(li);
+      }
+    });
     $("notes").hidden = !any;
   }
 
@@ -164,23 +297,42 @@
     return el;
   }
 
-  function drawOverlay() {
-    overlay.textContent = "";
-    const s = state.slices[state.index];
+  // One mark in frame pixels: an arrow (line with a head at x2,y2), a circle in the box (x,y)-(x2,y2),
+  // or a point marker; its text beside it.
+  function drawMark(svgEl, n, W, H, cls) {
+    const x = (n.x ?? 0.5) * W, y = (n.y ?? 0.5) * H;
+    if (n.kind === "arrow" && n.x2 !== null && n.x2 !== undefined) {
+      const x2 = n.x2 * W, y2 = n.y2 * H;
+      svgEl.append(svg("line", { x1: x, y1: y, x2, y2, class: cls }));
+      const ang = Math.atan2(y2 - y, x2 - x), len = Math.max(W, H) / 40;
+      for (const d of [0.45, -0.45]) {
+        svgEl.append(svg("line", { x1: x2, y1: y2, x2: x2 - len * Math.cos(ang + d), y2: y2 - len * Math.sin(ang + d), class: cls.replace("note", "note-head") }));
+      }
+    } else if (n.kind === "circle" && n.x2 !== null && n.x2 !== undefined) {
+      const cx = (x + n.x2 * W) / 2, cy = (y + n.y2 * H) / 2;
+      svgEl.append(svg("ellipse", { cx, cy, rx: Math.abs(n.x2 * W - x) / 2, ry: Math.abs(n.y2 * H - y) / 2, class: cls }));
+    } else {
+      svgEl.append(svg("circle", { cx: x, cy: y, r: Math.max(W, H) / 80, class: cls }));
+    }
+    if (n.text) svgEl.append(svg("text", { x: x + W / 60, y: y - H / 60, class: cls.replace("note", "note-text") }, n.text));
+  }
+
+  function drawNotes(svgEl, s, draft) {
+    svgEl.textContent = "";
     if (!s) return;
     const W = s.columns || 512, H = s.rows || 512;
-    for (const n of s.notes || []) {
-      const x = (n.x ?? 0.5) * W, y = (n.y ?? 0.5) * H;
-      if (n.kind === "arrow" && n.x2 !== null) {
-        overlay.append(svg("line", { x1: x, y1: y, x2: n.x2 * W, y2: n.y2 * H, class: "note" }));
-      } else if (n.kind === "circle" && n.x2 !== null) {
-        const cx = (x + n.x2 * W) / 2, cy = (y + n.y2 * H) / 2;
-        overlay.append(svg("ellipse", { cx, cy, rx: Math.abs(n.x2 * W - x) / 2, ry: Math.abs(n.y2 * H - y) / 2, class: "note" }));
-      } else {
-        overlay.append(svg("circle", { cx: x, cy: y, r: Math.max(W, H) / 80, class: "note" }));
-      }
-      if (n.text) overlay.append(svg("text", { x: x + W / 60, y: y - H / 60, class: "note-text" }, n.text));
+    for (const n of s.notes || []) drawMark(svgEl, n, W, H, n.mine ? "note mine" : "note");
+    if (draft && draft.b) {
+      drawMark(svgEl, { kind: draft.kind, x: draft.a.x / W, y: draft.a.y / H, x2: draft.b.x / W, y2: draft.b.y / H },
+        W, H, "draft");
     }
+  }
+
+  function drawOverlay() {
+    const s = state.slices[state.index];
+    drawNotes(overlay, s, state.draft);
+    if (!s) return;
+    const W = s.columns || 512, H = s.rows || 512;
     if (state.ruler && state.ruler.a) {
       const { a, b } = state.ruler;
       const end = b || a;
@@ -202,6 +354,45 @@
     if (state.flipV) y = -y;
     const s = state.slices[state.index];
     return { x: x / state.fit + (s.columns || 512) / 2, y: y / state.fit + (s.rows || 512) / 2 };
+  }
+
+  // ---------------------------------------------------------------- the patient's marks
+
+  function clamp01(v) { return Math.max(0, Math.min(1, v)); }
+
+  async function saveMark(kind, a, b, text) {
+    const s = state.slices[state.index];
+    const W = s.columns || 512, H = s.rows || 512;
+    const body = { study: state.study.uid, series: state.series.uid, sop: s.sop, frame: s.frame, kind,
+      x: clamp01(a.x / W), y: clamp01(a.y / H), x2: b ? clamp01(b.x / W) : null, y2: b ? clamp01(b.y / H) : null,
+      text: text || "" };
+    try {
+      const r = await fetch(`${base}/api/annotations`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body),
+      });
+      if (!r.ok) throw new Error(String(r.status));
+      (s.notes = s.notes || []).push(await r.json());
+      markText.value = "";
+    } catch (e) {
+      info.textContent = "Your mark could not be saved. Please try again.";
+    }
+    drawOverlay();
+    renderNotes();
+  }
+
+  async function deleteMark(s, n) {
+    try {
+      const r = await fetch(`${base}/api/annotations/${encodeURIComponent(n.id)}`, {
+        method: "DELETE", credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+      });
+      if (!r.ok && r.status !== 404) throw new Error(String(r.status));
+      s.notes = (s.notes || []).filter((m) => m !== n);
+    } catch (e) {
+      info.textContent = "That mark could not be deleted. Please try again.";
+    }
+    drawOverlay();
+    renderNotes();
   }
 
   function updateMeasure() {
@@ -235,6 +426,7 @@
         gesture.center = state.wc ?? w.center; gesture.width = state.ww ?? w.width;
       }
       if (tool === "ruler") { const p = toImage(e.clientX, e.clientY); state.ruler = { a: p, b: null }; drawOverlay(); }
+      if (tool === "arrow" || tool === "circle") state.draft = { kind: tool, a: toImage(e.clientX, e.clientY), b: null };
     }
   });
 
@@ -264,6 +456,8 @@
       img.style.filter = `contrast(${contrast.toFixed(3)}) brightness(${Math.max(0.05, bright).toFixed(3)})`;
     } else if (gesture.kind === "ruler" && state.ruler) {
       state.ruler.b = toImage(e.clientX, e.clientY); drawOverlay(); updateMeasure();
+    } else if (state.draft && gesture.kind === state.draft.kind) {
+      state.draft.b = toImage(e.clientX, e.clientY); drawOverlay();
     }
   });
 
@@ -276,6 +470,18 @@
       show(state.index);
     }
     if (gesture && gesture.kind === "pinch") show(state.index); // ask for a sharper picture if needed
+    if (gesture && state.draft && gesture.kind === state.draft.kind) {
+      const { kind, a } = state.draft;
+      const b = toImage(e.clientX, e.clientY);
+      state.draft = null;
+      // A tap is not a shape: an arrow or circle needs a drag of at least a few screen pixels.
+      if (Math.hypot(e.clientX - gesture.x, e.clientY - gesture.y) >= 6) saveMark(kind, a, b, markText.value.trim());
+      else drawOverlay();
+    } else if (gesture && gesture.kind === "note" && pointers.size === 0 &&
+               Math.hypot(e.clientX - gesture.x, e.clientY - gesture.y) < 6) {
+      const text = markText.value.trim() || (window.prompt("What should the note say?") || "").trim();
+      if (text) saveMark("note", toImage(e.clientX, e.clientY), null, text);
+    }
     gesture = null;
   }
   stage.addEventListener("pointerup", endPointer);
@@ -286,6 +492,17 @@
     if (e.ctrlKey) { zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1); return; }
     step(e.deltaY > 0 ? 1 : -1);
   }, { passive: false });
+
+  // Scrolling the earlier pane moves both, like the current one.
+  stage2.addEventListener("wheel", (e) => { e.preventDefault(); step(e.deltaY > 0 ? 1 : -1); }, { passive: false });
+  let swipe2 = null;
+  stage2.addEventListener("pointerdown", (e) => {
+    try { stage2.setPointerCapture(e.pointerId); } catch (err) { /* synthetic */ }
+    swipe2 = { y: e.clientY, index: state.index };
+  });
+  stage2.addEventListener("pointermove", (e) => { if (swipe2) show(swipe2.index + Math.round((e.clientY - swipe2.y) / 12)); });
+  stage2.addEventListener("pointerup", () => { swipe2 = null; });
+  stage2.addEventListener("pointercancel", () => { swipe2 = null; });
 
   document.addEventListener("keydown", (e) => {
     if (e.target instanceof HTMLInputElement && e.target.type !== "range") return;
@@ -322,8 +539,10 @@
   $("reset").addEventListener("click", reset);
   $("preset").addEventListener("change", (e) => { state.preset = e.target.value; state.wc = state.ww = null; show(state.index); });
   toolSel.addEventListener("change", () => { if (toolSel.value !== "ruler") { state.ruler = null; measure.textContent = ""; drawOverlay(); } });
+  compareSel.addEventListener("change", () => setCompare(compareSel.value));
   window.addEventListener("resize", layout);
   img.addEventListener("load", layout);
+  img2.addEventListener("load", layout);
 
   fetch(`${base}/api/manifest`, { credentials: "same-origin" })
     .then((r) => { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
@@ -334,6 +553,14 @@
         const o = document.createElement("option");
         o.value = name; o.textContent = "Window: " + name;
         presetSel.append(o);
+      }
+      if (m.can_annotate && csrf) {
+        for (const [value, label] of Object.entries(MARK_TOOLS)) {
+          const o = document.createElement("option");
+          o.value = value; o.textContent = label;
+          toolSel.append(o);
+        }
+        markText.hidden = false;
       }
       buildStrip();
       for (const study of m.studies) for (const series of study.series) {
