@@ -4,6 +4,7 @@ Orthanc, and /readyz failing when the database goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -25,6 +26,10 @@ from starlette.applications import Starlette
 
 from bot.health import database_check, dicomweb_check, folder_check, health_routes
 from bot.persistence import DatabasePersistence
+from bot.workers import JobRunner
+from handlers.callbacks import View
+from handlers.previews import Slice, preview_jpeg
+from handlers.services import Services
 from store import dicomweb, jobs
 from store.db import make_engine, session_factory, upgrade
 from store.filestore import FileStore
@@ -196,7 +201,15 @@ def test_pacs_instances_are_fetched_on_demand_into_a_bounded_cache(orthanc_url: 
     one_file = len(files[0])
     store = PacsFileStore(tmp_path / "dicom", dicomweb.DicomWebSource(f"{orthanc_url}/dicom-web"), sessions,
                           cache_root=tmp_path / "pacs-cache", cache_limit_bytes=int(2.5 * one_file))
-    dicomweb.sync_patient(sessions, store.source, patient_row, pacs_id)
+    # The studies are found through DICOMweb by a job any worker can run.
+    job_id = jobs.enqueue(sessions, "pacs_sync", {"patient_id": patient_row, "pacs_patient_id": pacs_id})
+    services = Services(sessions=sessions, files=store, work_dir=tmp_path / "work", cache_dir=None)
+    runner = JobRunner(None, services, worker="w-test")  # type: ignore[arg-type]  # no chat: no bot needed
+    claimed = jobs.claim(sessions, "w-test")
+    assert claimed is not None
+    asyncio.run(runner.run(claimed))
+    synced = jobs.job_state(sessions, job_id)
+    assert synced is not None and synced.state == "done" and json.loads(synced.result)["files"] == 4
     with sessions() as session:
         instances = list(session.scalars(select(Instance).order_by(Instance.instance_number)))
     assert len(instances) == 4 and all(i.remote_url and not i.storage_key for i in instances)
@@ -211,6 +224,9 @@ def test_pacs_instances_are_fetched_on_demand_into_a_bounded_cache(orthanc_url: 
     assert store.cache.get(instances[0].sop_instance_uid) is None
     assert store.cache.get(instances[3].sop_instance_uid) is not None
     assert local_path(store, instances[0]).exists()
+    # The chat preview renders a PACS-only instance (fetched into the cache on the way).
+    picture = preview_jpeg(services, Slice(instances[1], 0), View(series="any", slice=0), "ns")
+    assert picture[:2] == b"\xff\xd8" and len(picture) > 1000
     # A plain local store cannot give a PACS-only instance.
     with pytest.raises(dicomweb.UnknownInstance):
         local_path(FileStore(tmp_path / "plain"), instances[1])

@@ -141,6 +141,7 @@ async def test_one_chat_alternating_between_workers_is_answered_in_order_once_ea
     assert replies == answers[: len(replies)]
     routed = env.cluster.routed[routed_before:]
     assert {worker for _, worker in routed} == {0, 1}  # both workers received this chat's updates
+    await wait_until(lambda: env.settled(ann.id), 10, "every update to be marked done")
     done = env.processed_by(ann.id)
     assert all(update_id in done for update_id, _ in routed)
 
@@ -181,8 +182,10 @@ async def test_a_conversation_started_on_one_worker_continues_on_the_other(env: 
         env.cluster.pinned = None
     assert "Open an image first" not in (described.text or "")  # chat_data's current view was there
     assert "MRI" in (described.text or "") or "magnet" in (described.text or "").lower()
+    await wait_until(lambda: env.settled(cal.id), 10, "the describe update to be marked done")
     done = env.processed_by(cal.id)
     ids = sorted(done)
+    assert len(ids) == 3  # /start, show, describe
     show_id, describe_id = ids[-2], ids[-1]
     assert done[show_id] != done[describe_id], "both messages were handled by the same worker"
 
@@ -195,6 +198,7 @@ async def test_a_share_link_made_through_one_worker_opens_through_the_other(env:
     match = re.search(r"http://127\.0\.0\.1:9(/s/[A-Za-z0-9_\-]+)", text)
     assert match, text
     path = match.group(1)
+    await wait_until(lambda: env.settled(dee.id), 10, "the share update to be marked done")
     maker = max(env.processed_by(dee.id).items())[1]  # the worker that handled "share ..."
     maker_pid = int(maker.split(":")[1])
     other = next(w for w in env.cluster.workers if w.proc.pid != maker_pid)
@@ -210,8 +214,8 @@ async def test_a_share_link_made_through_one_worker_opens_through_the_other(env:
         missing = await client.get(other.url + "/s/" + "A" * len(path[3:]))
         assert missing.status_code in (404, 410)
         assert await metric(client, other.url, "lightbox_share_link_opens_total") > opens_before
-    notice = await dee.wait_for_reply()
-    assert "opened" in (notice.text or "").lower()
+    notice = await dee.wait_for_reply(predicate=lambda m: "opened" in (m.text or "").lower())
+    assert notice.text
 
 
 async def test_health_ready_and_metrics_on_each_worker(env: Env) -> None:
@@ -227,6 +231,7 @@ async def test_health_ready_and_metrics_on_each_worker(env: Env) -> None:
         eve = await env.linked_user("Eve", "P-METRIC")
         await eve.command("help")
         await eve.wait_for_reply()
+        await wait_until(lambda: env.settled(eve.id), 10, "/help to be marked done")
         after = [await metric(client, w.url, "lightbox_updates_handled_total") for w in env.cluster.workers]
         assert sum(after) >= sum(handled) + 2  # /start and /help
 
