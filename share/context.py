@@ -234,9 +234,28 @@ class ViewerContext:
         inline = inline and self.inline_reads
         started = time.perf_counter()
         address = self.client_address(request)
-        wait = self.limiter.retry_after(address)
+        while (wait := self.limiter.begin(address)) < 0:
+            await asyncio.sleep(0.005)  # as many lookups in flight as failures left: queue, do not refuse
         if wait:
             return None, self.too_many(wait)
+        try:
+            return await self._resolve(request, token, work, address, started, opening=opening,
+                                       need_session=need_session, inline=inline)
+        finally:
+            self.limiter.finish(address)
+
+    async def _resolve(
+        self,
+        request: Request,
+        token: str,
+        work: Callable[[Session, ShareLink], T],
+        address: str,
+        started: float,
+        *,
+        opening: bool,
+        need_session: bool,
+        inline: bool,
+    ) -> tuple[T | None, Response | None]:
         now = self.clock()
 
         def lookup() -> tuple[T | None, LinkState, bool]:

@@ -32,6 +32,9 @@ class FailureLimiter:
         self.max_clients = max_clients
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Lookups started but not yet judged, per address: a burst of parallel guesses must not all pass
+        # the check before the first failure is counted.
+        self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def _prune(self, address: str, now: float) -> deque[float] | None:
@@ -53,6 +56,34 @@ class FailureLimiter:
             if times is None or len(times) < self.max_failures:
                 return 0.0
             return max(1.0, times[0] + self.window - now)
+
+    def begin(self, address: str) -> float:
+        """Before a lookup: seconds to refuse for (as :meth:`retry_after`), ``-1.0`` when the address
+        already has as many lookups in flight as it has failures left (wait a moment and ask again), or
+        ``0.0`` with a place held for this lookup. Failures plus lookups in flight never exceed
+        ``max_failures``, so a burst of parallel guesses cannot overrun the limit; a viewer with no failures
+        still loads ``max_failures`` images at once. Call :meth:`finish` once the lookup is judged (after
+        :meth:`failed` for a failure)."""
+        with self._lock:
+            now = self._clock()
+            times = self._prune(address, now)
+            failures = len(times) if times else 0
+            if times is not None and failures >= self.max_failures:
+                return max(1.0, times[0] + self.window - now)
+            held = self._in_flight.get(address, 0)
+            if failures + held >= self.max_failures:
+                return -1.0
+            self._in_flight[address] = held + 1
+            return 0.0
+
+    def finish(self, address: str) -> None:
+        """Release the place :meth:`begin` held for ``address``."""
+        with self._lock:
+            held = self._in_flight.get(address, 0) - 1
+            if held > 0:
+                self._in_flight[address] = held
+            else:
+                self._in_flight.pop(address, None)
 
     def failed(self, address: str) -> None:
         """Count one failed lookup from ``address``."""
