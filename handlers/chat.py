@@ -110,3 +110,27 @@ async def answer_query(
         return
     context.lightbox_answered = True  # type: ignore[attr-defined]
     await query.answer(text, show_alert=show_alert)
+
+
+async def edit_picture(update: Update, photo: bytes, caption: str, keyboard: Any) -> None:
+    """Replace the tapped message's picture, caption and buttons (one message, never a flood).
+
+    Telegram answers "message is not modified" when nothing changed (a double tap): that is not an error.
+    """
+    from telegram import InputMediaPhoto
+    from telegram.error import BadRequest
+
+    query = update.callback_query
+    assert query is not None
+    try:
+        await query.edit_message_media(
+            InputMediaPhoto(photo, caption=caption, parse_mode=ParseMode.HTML), reply_markup=keyboard
+        )
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise
+
+
+def cannot_show(exc: Exception) -> str:
+    """The short alert for a picture that cannot be rendered (the reason is already patient-fit)."""
+    return texts.clip(f"Sorry, I can't show this picture: {exc}", 200)

@@ -12,15 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import BadCallback
 from handlers.cards import study_what
-from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, cannot_show, edit_picture, in_thread, reply, service
 from handlers.services import Services
 from imaging.compose import side_by_side
 from imaging.errors import RenderError
@@ -201,19 +200,10 @@ async def step(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str) ->
     try:
         picture = await in_thread(render_pair, service(context), asker, earlier, later, index)
     except RenderError as exc:
-        await answer_query(
-            update, context, texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True
-        )
+        await answer_query(update, context, cannot_show(exc), show_alert=True)
         return True
     if picture is None:
         return False
     await answer_query(update, context)
-    try:
-        await query.edit_message_media(
-            InputMediaPhoto(picture.photo, caption=picture.caption, parse_mode=ParseMode.HTML),
-            reply_markup=picture.keyboard,
-        )
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
+    await edit_picture(update, picture.photo, picture.caption, picture.keyboard)
     return True

@@ -11,15 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import annotations_on, marks_of, study_what
-from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, edit_picture, in_thread, reply, service
 from handlers.marking_codec import decode_mark, encode_mark
 from handlers.previews import key_slice, preview_jpeg, series_slices
 from handlers.services import Services
@@ -130,14 +128,7 @@ async def on_mark(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str)
     ]
     numbers.append([InlineKeyboardButton("Cancel", callback_data=encode_view(View(series_ref, index)))])
     caption = texts.render("mark_pick", refine=bool(cell))
-    try:
-        await query.edit_message_media(
-            InputMediaPhoto(photo, caption=caption, parse_mode=ParseMode.HTML),
-            reply_markup=InlineKeyboardMarkup(numbers),
-        )
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
+    await edit_picture(update, photo, caption, InlineKeyboardMarkup(numbers))
     return True
 
 

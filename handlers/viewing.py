@@ -8,15 +8,14 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import Card, build_card, first_view, study_what
-from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, cannot_show, edit_picture, in_thread, reply, service
 from handlers.services import Services
 from imaging.errors import RenderError
 from store.audit import record_access
@@ -299,19 +298,12 @@ async def navigate(update: Update, context: ContextTypes.DEFAULT_TYPE, view: Vie
     try:
         card = await in_thread(render_card, services, asker, view)
     except RenderError as exc:
-        await answer_query(
-            update, context, texts.clip(f"Sorry, I can't show this picture: {exc}", 200), show_alert=True
-        )
+        await answer_query(update, context, cannot_show(exc), show_alert=True)
         return True
     if card is None:
         return False
     await answer_query(update, context)
-    media = InputMediaPhoto(media=card.photo, caption=card.caption, parse_mode=ParseMode.HTML)
-    try:
-        await query.edit_message_media(media=media, reply_markup=card.keyboard)
-    except BadRequest as exc:
-        if "not modified" not in str(exc).lower():
-            raise
+    await edit_picture(update, card.photo, card.caption, card.keyboard)
     message_id = query.message.message_id if query.message is not None else None
     remember_view(context, card.view, message_id)
     return True

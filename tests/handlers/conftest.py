@@ -13,6 +13,7 @@ import pytest
 from bot.app import build_application, build_services, running
 from bot.demo_data import DemoSeries, DemoStudy, build_demo_files
 from bot.sandbox import BotApiSandbox, TelegramDriver
+from bot.sandbox.driver import ChatUser
 from bot.settings import Settings
 from handlers.services import Services
 from store.importer import import_path
@@ -43,6 +44,13 @@ class Lightbox:
             patient = find_patient_by_identifier(session, patient_id)
             assert patient is not None
             return patient.id
+
+    async def linked_user(self, patient_row_id: int, name: str) -> ChatUser:
+        """A chat user who has linked their chat to ``patient_row_id`` with a fresh code."""
+        user = self.driver.user(name)
+        await user.command("start", self.link_code(patient_row_id))
+        await user.wait_for_reply()
+        return user
 
     def link_code(self, patient_row_id: int) -> str:
         with self.services.sessions() as session, session.begin():

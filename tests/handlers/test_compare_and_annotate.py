@@ -24,20 +24,13 @@ def yellow(image: np.ndarray) -> int:
     return int(((image[..., 0] > 200) & (image[..., 1] > 150) & (image[..., 2] < 90)).sum())
 
 
-async def linked_user(lightbox: Lightbox, patient: int, name: str):  # type: ignore[no-untyped-def]
-    user = lightbox.driver.user(name)
-    await user.command("start", lightbox.link_code(patient))
-    await user.wait_for_reply()
-    return user
-
-
 async def test_compare_my_knee_mris_side_by_side_with_dates_and_interval(lightbox: Lightbox) -> None:
     patient = lightbox.add_patient("P-CMP", "Cmp^Cara", [
         study("new", 10, "MR", "MRI knee", "KNEE", MR, copies=8),
         study("old", 435, "MR", "MRI knee", "KNEE", MR, copies=6),
         study("ct", 3, "CT", "CT chest", "CHEST", CT),
     ])
-    cara = await linked_user(lightbox, patient, "Cara")
+    cara = await lightbox.linked_user(patient, "Cara")
     await cara.say("compare my knee MRIs")
     shown = await cara.wait_for_reply()
     caption = shown.caption or ""
@@ -57,7 +50,7 @@ async def test_nothing_comparable_is_explained_in_plain_words(lightbox: Lightbox
         study("mr", 10, "MR", "MRI knee", "KNEE", MR),
         study("xr", 400, "CR", "X-ray knee", "KNEE", CT),
     ])
-    nell = await linked_user(lightbox, patient, "Nell")
+    nell = await lightbox.linked_user(patient, "Nell")
     await nell.say("compare my knee MRIs")
     answer = await nell.wait_for_reply()
     assert "earlier knee study is an X-ray" in (answer.text or "")
@@ -66,7 +59,7 @@ async def test_nothing_comparable_is_explained_in_plain_words(lightbox: Lightbox
 
 async def test_a_note_and_a_mark_are_saved_and_drawn(lightbox: Lightbox) -> None:
     patient = lightbox.add_patient("P-MK", "Mark^Mo", [study("mr", 5, "MR", "MRI brain", "BRAIN", MR, copies=3)])
-    mo = await linked_user(lightbox, patient, "Mo")
+    mo = await lightbox.linked_user(patient, "Mo")
     await mo.command("last")
     card = await mo.wait_for_reply()
     plain = picture(card.photo_bytes)
@@ -118,7 +111,7 @@ async def test_timeline_lists_studies_per_body_part_with_thumbnails(lightbox: Li
         study("mr0", 700, "MR", "MRI knee", "KNEE", MR),
         study("ct", 100, "CT", "CT chest", "CHEST", CT),
     ])
-    tia = await linked_user(lightbox, patient, "Tia")
+    tia = await lightbox.linked_user(patient, "Tia")
     await tia.say("show my history")
     shown = await tia.wait_for_reply()
     caption = shown.caption or ""

@@ -58,9 +58,7 @@ async def test_show_my_last_mri_finds_the_right_study_of_the_right_patient(light
         study("ct", 5, "CT", "CT chest", "CHEST", CT),
     ])
     lightbox.add_patient("P-B", "Beta^Ben", [study("mr-b", 1, "MR", "MRI knee", "KNEE", MR)])
-    ann = lightbox.driver.user("Ann")
-    await ann.command("start", lightbox.link_code(mine))
-    await ann.wait_for_reply()
+    ann = await lightbox.linked_user(mine, "Ann")
     await ann.say("show my last MRI")
     card = await ann.wait_for_reply()
     assert card.photo_bytes is not None
@@ -75,9 +73,7 @@ async def test_show_my_last_mri_finds_the_right_study_of_the_right_patient(light
 
 async def test_slice_navigation_and_windows_edit_the_same_message(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-NAV", "Nav^Nina", [study("ct", 3, "CT", "CT head", "HEAD", CT, copies=15)])
-    nina = lightbox.driver.user("Nina")
-    await nina.command("start", lightbox.link_code(mine))
-    await nina.wait_for_reply()
+    nina = await lightbox.linked_user(mine, "Nina")
     await nina.command("last")
     card = await nina.wait_for_reply()
     assert "picture 8 of 15" in (card.caption or "")
@@ -117,16 +113,12 @@ async def test_explain_a_word(lightbox: Lightbox) -> None:
 async def test_a_forged_callback_for_another_patients_study_shows_nothing(lightbox: Lightbox) -> None:
     victim = lightbox.add_patient("P-V", "Victim^Vera", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR, copies=3)])
     attacker_patient = lightbox.add_patient("P-X", "Other^Oscar", [study("ct", 2, "CT", "CT chest", "CHEST", CT)])
-    vera = lightbox.driver.user("Vera")
-    await vera.command("start", lightbox.link_code(victim))
-    await vera.wait_for_reply()
+    vera = await lightbox.linked_user(victim, "Vera")
     await vera.command("last")
     vera_card = await vera.wait_for_reply()
     series_button = next(b["callback_data"] for row in vera_card.reply_markup["inline_keyboard"] for b in row
                          if b["text"].startswith("Next"))
-    oscar = lightbox.driver.user("Oscar")
-    await oscar.command("start", lightbox.link_code(attacker_patient))
-    await oscar.wait_for_reply()
+    oscar = await lightbox.linked_user(attacker_patient, "Oscar")
     await oscar.command("last")
     oscar_card = await oscar.wait_for_reply()
     before = oscar_card.version
@@ -154,9 +146,7 @@ def _link_id(lightbox: Lightbox, telegram_user_id: int) -> int:
 
 async def test_views_are_logged_and_activity_lists_them(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-ACT", "Act^Amy", [study("mr", 2, "MR", "MRI knee", "KNEE", MR)])
-    amy = lightbox.driver.user("Amy")
-    await amy.command("start", lightbox.link_code(mine))
-    await amy.wait_for_reply()
+    amy = await lightbox.linked_user(mine, "Amy")
     await amy.say("show my knee mri")
     await amy.wait_for_reply()
     await amy.command("activity")
@@ -169,9 +159,7 @@ async def test_forget_deletes_everything_of_the_patient(lightbox: Lightbox) -> N
     other = lightbox.add_patient("P-K", "Keep^Kim", [study("ct", 2, "CT", "CT chest", "CHEST", CT)])
     with lightbox.services.sessions() as session:
         keys = session.scalars(select(Instance.storage_key)).all()
-    fay = lightbox.driver.user("Fay")
-    await fay.command("start", lightbox.link_code(mine))
-    await fay.wait_for_reply()
+    fay = await lightbox.linked_user(mine, "Fay")
     await fay.command("last")
     await fay.wait_for_reply()
     await fay.command("forget")
@@ -203,9 +191,7 @@ async def test_forget_deletes_everything_of_the_patient(lightbox: Lightbox) -> N
 
 async def test_what_is_this_image_showing_me_describes_the_picture_on_screen(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-D", "Desc^Dora", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR, copies=3)])
-    dora = lightbox.driver.user("Dora")
-    await dora.command("start", lightbox.link_code(mine))
-    await dora.wait_for_reply()
+    dora = await lightbox.linked_user(mine, "Dora")
     await dora.say("what is this image showing me?")
     first = await dora.wait_for_reply()
     assert "Open an image first" in (first.text or "")
@@ -221,9 +207,7 @@ async def test_what_is_this_image_showing_me_describes_the_picture_on_screen(lig
 
 async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-S", "Share^Sue", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR)])
-    sue = lightbox.driver.user("Sue")
-    await sue.command("start", lightbox.link_code(mine))
-    await sue.wait_for_reply()
+    sue = await lightbox.linked_user(mine, "Sue")
     await sue.say("share my brain MRI with Dr. Lee for 3 days")
     link = await sue.wait_for_reply()
     qr = await sue.wait_for_reply()
@@ -245,9 +229,7 @@ async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightb
 
 async def test_play_sends_the_series_as_an_animation(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-C", "Cine^Cy", [study("ct", 2, "CT", "CT head", "HEAD", CT, copies=6)])
-    cy = lightbox.driver.user("Cy")
-    await cy.command("start", lightbox.link_code(mine))
-    await cy.wait_for_reply()
+    cy = await lightbox.linked_user(mine, "Cy")
     await cy.command("last")
     card = await cy.wait_for_reply()
     tap = await cy.tap(card, "Play ▶")
