@@ -77,8 +77,34 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 
 async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/privacy: what is kept and who sees it, with the switch for protected previews."""
     asker = await asker_of(update, context)
-    await reply(update, "privacy", protect=asker.protect_content)
+    keyboard = None
+    if asker.chat_link_id is not None:
+        label, value = ("Let me save previews", "off") if asker.protect_content else ("Protect previews again", "on")
+        keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=encode_action("protect", value))]])
+    await reply(update, "privacy", protect=asker.protect_content, reply_markup=keyboard)
+
+
+async def set_protection(update: Update, context: ContextTypes.DEFAULT_TYPE, value: str) -> bool:
+    """The /privacy switch: previews protected from forwarding and saving ("on") or not ("off")."""
+    if value not in {"on", "off"}:
+        return False
+    asker = await asker_of(update, context)
+    if asker.chat_link_id is None:
+        return False
+    services = service(context)
+
+    def save() -> None:
+        with services.sessions() as session, session.begin():
+            link = session.get(ChatLink, asker.chat_link_id)
+            if link is not None:
+                link.protect_content = value == "on"
+
+    await in_thread(save)
+    await answer_query(update, context)
+    await reply(update, "protection_set", protect=value == "on")
+    return True
 
 
 def _activity(services: Services, patient_id: int) -> list[dict[str, str]]:

@@ -223,6 +223,8 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: st
         from handlers import marking
 
         return await marking.delete_note(update, context, ref)
+    if kind == "protect":
+        return await account.set_protection(update, context, ref)
     if kind == "lang":
         return await account.set_language(update, context, ref)
     if kind == "studies":

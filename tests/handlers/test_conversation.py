@@ -240,3 +240,25 @@ async def test_play_sends_the_series_as_an_animation(lightbox: Lightbox) -> None
     assert "all 6 pictures" in (animation.caption or "")
     data = animation.content.animation.data if animation.content.animation else b""
     assert data[:6] in (b"GIF89a", b"GIF87a")
+
+
+async def test_the_patient_can_turn_preview_protection_off_and_on(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-PR", "Prot^Pat", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR)])
+    pat = await lightbox.linked_user(mine, "Pat")
+    await pat.command("privacy")
+    notice = await pat.wait_for_reply()
+    assert "not end-to-end encrypted" in (notice.text or "")
+    tap = await pat.tap(notice, "Let me save previews")
+    await pat.wait_for_answer(tap)
+    await pat.wait_for_reply()
+    await pat.command("last")
+    card = await pat.wait_for_reply()
+    assert card.protect_content is False
+    await pat.command("privacy")
+    notice = await pat.wait_for_reply()
+    tap = await pat.tap(notice, "Protect previews again")
+    await pat.wait_for_answer(tap)
+    await pat.wait_for_reply()
+    await pat.command("last")
+    card = await pat.wait_for_reply()
+    assert card.protect_content is True
