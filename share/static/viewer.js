@@ -541,6 +541,13 @@
   toolSel.addEventListener("change", () => { if (toolSel.value !== "ruler") { state.ruler = null; measure.textContent = ""; drawOverlay(); } });
   compareSel.addEventListener("change", () => setCompare(compareSel.value));
   window.addEventListener("resize", layout);
+  // The panes change size without a window resize too (the notes list appears, comparison turns on):
+  // refit, so pictures, marks and screen-to-frame conversion stay right.
+  if (window.ResizeObserver) {
+    const watcher = new ResizeObserver(() => layout());
+    watcher.observe(stage);
+    watcher.observe(stage2);
+  }
   img.addEventListener("load", layout);
   img2.addEventListener("load", layout);
 
