@@ -73,12 +73,13 @@ def _files_of(services: Services, patient_id: int) -> tuple[list[ExportFile], in
     return rows, missing
 
 
-def zip_parts(files: list[ExportFile], read: Callable[[str], bytes], limit: int = MAX_DOCUMENT_BYTES) -> list[bytes]:
+def zip_parts(files: list[ExportFile], read: Callable[[str], bytes], limit: int | None = None) -> list[bytes]:
     """The files as ZIPs (stored, not deflated: DICOM pixel data rarely shrinks), each under ``limit``.
 
     ``read`` is ``FileStore.read``. A single file larger than the limit gets a part of its own (and
     Telegram will refuse it: the caller says so).
     """
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
     parts: list[bytes] = []
     buffer = io.BytesIO()
     archive = zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED)
@@ -120,8 +121,8 @@ def access_log_csv(services: Services, patient_id: int) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def build_export(services: Services, patient_id: int, chat_link_id: int | None,
-                 limit: int = MAX_DOCUMENT_BYTES) -> Export:
+def build_export(services: Services, patient_id: int, chat_link_id: int | None, limit: int | None = None
+                 ) -> Export:
     """Gather the patient's files and access log, and record the export in that log."""
     files, missing = _files_of(services, patient_id)
     parts = zip_parts(files, services.files.read, limit)

@@ -29,6 +29,9 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Erasure means erased: deleted rows are overwritten with zeros, not left in free pages (some
+    # SQLite builds have this on by default, not all).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
