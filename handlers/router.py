@@ -92,7 +92,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await timeline_command(update, context)
         return
     understood = understand(message.text[:MAX_UNDERSTOOD_CHARS], viewing.today_of(context))
-    await act(update, context, understood.intent, dict(understood.slots), understood.reason, understood.problems)
+    await act(
+        update, context, understood.intent, dict(understood.slots), understood.reason, understood.problems,
+        understood.language,
+    )
 
 
 async def act(
@@ -102,6 +105,7 @@ async def act(
     slots: dict[str, Any],
     reason: str | None = None,
     problems: tuple[str, ...] = (),
+    language: str = "en",
 ) -> None:
     for problem in problems:
         if problem in PROBLEM_REPLIES:
@@ -114,7 +118,7 @@ async def act(
             update, context, modality=slots.get("modality"), body_part=slots.get("body_part")
         )
     elif intent == "explain_term":
-        await words.explain_term(update, context, str(slots.get("term", "")))
+        await words.explain_term(update, context, str(slots.get("term", "")), language)
     elif intent == "describe_current":
         view = viewing.current_view(context)
         if view is None or not await words.describe_series_reply(update, context, view.series):

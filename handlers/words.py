@@ -12,6 +12,32 @@ from handlers.callbacks import encode_action
 from handlers.chat import asker_of, in_thread, reply, service
 
 MAX_RELATED_BUTTONS = 4
+LANGUAGES = {"en", "de", "es", "ru"}
+# The explanation's frame in the language of the explanation itself.
+LABELS = {
+    "en": {
+        "images": "On your images:",
+        "ask": "You could ask your doctor:",
+        "note": "This is general information, not advice about you. Your doctor can tell you what it means for you.",
+    },
+    "de": {
+        "images": "Auf Ihren Bildern:",
+        "ask": "Sie könnten Ihre Ärztin oder Ihren Arzt fragen:",
+        "note": "Das ist eine allgemeine Information, kein Rat für Sie persönlich. Ihre Ärztin oder Ihr Arzt "
+        "kann Ihnen sagen, was es für Sie bedeutet.",
+    },
+    "es": {
+        "images": "En sus imágenes:",
+        "ask": "Podría preguntar a su médico:",
+        "note": "Esta es información general, no un consejo sobre usted. Su médico puede decirle qué significa "
+        "para usted.",
+    },
+    "ru": {
+        "images": "На ваших снимках:",
+        "ask": "Можно спросить врача:",
+        "note": "Это общая информация, а не совет лично вам. Что это значит для вас, скажет ваш врач.",
+    },
+}
 
 
 @functools.cache
@@ -31,10 +57,18 @@ def _term_buttons(ids: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
 
 
-async def explain_term(update: Update, context: ContextTypes.DEFAULT_TYPE, term: str) -> None:
-    """Explain one word or phrase from the glossary, with buttons for related words."""
+async def explain_term(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, term: str, asked_in: str | None = None
+) -> None:
+    """Explain one word or phrase from the glossary, with buttons for related words.
+
+    The explanation comes in the chat's chosen language; while the chat has not chosen one (English is
+    the default), a question asked in German, Spanish or Russian is answered in that language.
+    """
     asker = await asker_of(update, context)
-    lang = asker.language if asker.language in {"en", "de", "es", "ru"} else "en"
+    lang = asker.language if asker.language in LANGUAGES else "en"
+    if lang == "en" and asked_in in LANGUAGES:
+        lang = asked_in
     result = await in_thread(glossary().lookup, term or "")
     if result.best is None:
         suggestions = [(c.id, c.term) for c in result.suggestions]
@@ -64,6 +98,7 @@ async def send_explanation(update: Update, concept_id: str, lang: str = "en") ->
         explanation=explained.explanation,
         on_your_images=explained.on_your_images,
         ask=list(explained.ask_your_doctor),
+        labels=LABELS.get(explained.lang, LABELS["en"]),
         reply_markup=_term_buttons(related[:MAX_RELATED_BUTTONS]),
     )
     return True

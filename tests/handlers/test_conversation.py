@@ -262,3 +262,15 @@ async def test_the_patient_can_turn_preview_protection_off_and_on(lightbox: Ligh
     await pat.command("last")
     card = await pat.wait_for_reply()
     assert card.protect_content is True
+
+
+async def test_a_question_in_german_is_answered_in_german(lightbox: Lightbox) -> None:
+    greta = lightbox.driver.user("Greta")
+    await greta.say("was bedeutet Erguss")
+    answer = await greta.wait_for_reply()
+    text = answer.text or ""
+    assert "Erguss" in text
+    assert "Ärztin" in text or "Arzt" in text
+    await greta.say("what does effusion mean?")
+    english = await greta.wait_for_reply()
+    assert "doctor" in (english.text or "")
