@@ -47,3 +47,6 @@ def configure_logging(level: str = "INFO") -> None:
     # URLs of Bot API requests hold the bot token.
     for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # python-telegram-bot logs whole updates and request parameters (message texts, names) at DEBUG:
+    # never below INFO, whatever LIGHTBOX_LOG_LEVEL says.
+    logging.getLogger("telegram").setLevel(max(logging.INFO, logging.getLevelName(level)))

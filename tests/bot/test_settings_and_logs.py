@@ -66,3 +66,19 @@ def test_the_filter_rewrites_records(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         logger.filters.clear()
     assert "Z" * 35 not in caplog.text
+
+
+def test_debug_level_never_lets_telegram_log_updates() -> None:
+    from bot.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        configure_logging("DEBUG")
+        assert logging.getLogger("telegram").getEffectiveLevel() >= logging.INFO
+        assert logging.getLogger("telegram.ext.Application").isEnabledFor(logging.DEBUG) is False
+        assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+        assert logging.getLogger("lightbox").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
