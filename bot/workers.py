@@ -183,18 +183,27 @@ class ChatOrderedInbox:
         finally:
             self._draining.discard(chat_id)
 
-    async def _renew(self, chat_id: int) -> None:
+    async def _renew(self, chat_id: int, lost: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await asyncio.to_thread(self._acquire, chat_id)
+            if not await asyncio.to_thread(self._acquire, chat_id):
+                # Too slow: the lease expired and another worker has the chat now. Finish this update, stop.
+                lost.set()
+                return
 
     async def _process_pending(self, chat_id: int) -> None:
-        renewer = asyncio.create_task(self._renew(chat_id))
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(chat_id, lost))
         try:
-            while (pending := await asyncio.to_thread(self._next_pending, chat_id)) is not None:
+            while not lost.is_set() and (pending := await asyncio.to_thread(self._next_pending, chat_id)) is not None:
                 update_id, payload = pending
-                update_obj = Update.de_json(json.loads(payload), self.application.bot)
-                await self.application.process_update(update_obj)
+                try:
+                    update_obj = Update.de_json(json.loads(payload), self.application.bot)
+                    await self.application.process_update(update_obj)
+                except Exception:
+                    # Handlers report their own errors; this is a bug or a broken payload. Never retry it
+                    # forever: it is marked done like any other so the chat's next update can go.
+                    log.exception("an update could not be processed", extra={"update": update_id})
                 await self.application.update_persistence()
                 await asyncio.to_thread(self._mark_done, update_id)
                 health.UPDATES_HANDLED.inc()
@@ -296,6 +305,7 @@ def run_pacs_sync_job(ctx: JobContext) -> dict[str, Any]:
 
 JOB_FUNCTIONS: dict[str, JobFunction] = {"import": run_import_job, "pacs_sync": run_pacs_sync_job}
 
+STARTED_TEXT = "Adding your images now. I'll keep this message up to date."
 PROGRESS_TEXT = "Adding your images: {done} of {total} files so far."
 DONE_TEXT = "All done: I went through {total} files. Send /studies to see your scans."
 FAILED_TEXT = "Sorry, I could not finish adding your images. Please try sending them again."
@@ -378,7 +388,7 @@ class JobRunner:
 
         log.info("job started", extra={"job": job.id, "kind": job.kind, "attempt": job.attempts})
         if message_id is None:
-            message_id = await self._say(job, PROGRESS_TEXT.format(done=0, total="all the"), None)
+            message_id = await self._say(job, STARTED_TEXT, None)
         beater = asyncio.create_task(beat())
         try:
             result = await asyncio.to_thread(function, JobContext(job, self.sessions, self.services, report))
