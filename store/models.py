@@ -315,4 +315,4 @@ class AccessEvent(Base):
 
 
 # Scale-path state tables (persistence, webhook inbox, chat leases, jobs) share this metadata.
-from store import models_state as models_state  # noqa: E402,F401
+from store import models_state as models_state  # noqa: E402
