@@ -71,10 +71,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if show_progress and (done == total or done % 50 == 0):
             print(f"\rimported {done} of {total} files", end="" if done < total else "\n", file=sys.stderr)
 
+    files = FileStore(settings.dicom_dir)
+    files.remove_stale_temporaries()  # what an import killed over an hour ago left half-written
     try:
         report = import_path(
             session_factory(engine),
-            FileStore(settings.dicom_dir),
+            files,
             path,
             patient_hint=args.patient_id,
             progress=progress,
