@@ -191,10 +191,11 @@
     }
     $("compare-bar").hidden = entries.length === 0;
     compareSel.value = entries.some((e) => e.study === wanted) ? wanted : "";
-    if (compareSel.value !== wanted) setCompare("");
+    // Another series was chosen: keep comparing with the same prior, with this series' partner.
+    setCompare(compareSel.value, false);
   }
 
-  function setCompare(priorUid) {
+  function setCompare(priorUid, redraw = true) {
     const entry = compareEntries().find((e) => e.study === priorUid);
     const study = entry && state.manifest.studies.find((st) => st.uid === entry.study);
     const series = study && study.series.find((se) => se.uid === entry.pairs[state.series.uid]);
@@ -204,7 +205,7 @@
       panes.classList.remove("comparing");
       $("compare-info").textContent = "";
       delete stage2.dataset.loaded;
-      layout();
+      if (redraw) layout();
       return;
     }
     state.cmp = { entry, study, series, slices: series.slices, index: 0 };
@@ -213,7 +214,7 @@
     delete stage2.dataset.loaded;
     $("compare-info").textContent =
       `${niceDate(entry.date)} (earlier) and ${niceDate(entry.later_date)} · ${entry.interval}`;
-    show(state.index);
+    if (redraw) show(state.index);
   }
 
   function prefetch(i) {

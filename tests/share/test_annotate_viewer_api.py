@@ -191,3 +191,27 @@ async def test_link_cannot_delete_chat_notes_and_writes_are_rate_limited(
     ]
     assert statuses[:WRITES_PER_MINUTE] == [201] * WRITES_PER_MINUTE
     assert statuses[WRITES_PER_MINUTE:] == [429, 429]
+
+
+async def test_share_create_annotate_makes_the_patients_own_link(
+    client: httpx.AsyncClient, world: ShareWorld, db_url: str, tmp_path: Any, monkeypatch: Any,
+    capsys: Any,
+) -> None:
+    import json
+
+    from bot.cli import main
+
+    monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LIGHTBOX_DATABASE_URL", db_url)
+    assert main(["share", "create", "--patient-id", "P1", "--study", world.main_study, "--annotate", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    token = made["url"].rsplit("/", 1)[1]
+    manifest, csrf = await _open(client, token)
+    assert manifest["can_annotate"] is True and csrf
+    saved = await client.post(f"/s/{token}/api/annotations", json=_mark(manifest), headers={"X-CSRF-Token": csrf})
+    assert saved.status_code == 201
+    # Without --annotate the link only looks.
+    assert main(["share", "create", "--patient-id", "P1", "--study", world.main_study, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["url"].rsplit("/", 1)[1]
+    manifest, csrf = await _open(client, plain)
+    assert manifest["can_annotate"] is False and csrf == ""

@@ -134,9 +134,24 @@ def test_side_by_side_with_the_prior_scrolls_together(
         )
         assert "rotate(90deg)" in transforms[0] and transforms[0] == transforms[1]
 
+        # Another series of the shared study keeps the comparison, with its own partner and pairing
+        # (the MR series' 3 slices at 0, 5 and 10 mm: the middle one pairs with the prior's slice at 5 mm).
+        page.locator("#series button").nth(1).click()
+        _wait_loaded(page, 1)
+        _wait_prior(page, 1)
+        assert page.input_value("#compare") == world.prior_study
+
         # Off again: one picture.
         page.select_option("#compare", "")
         page.wait_for_function("() => document.getElementById('stage2').hidden")
+
+        # Looking at the prior itself: nothing to compare it with.
+        page.select_option("#compare", world.prior_study)
+        _wait_prior(page, 1)
+        page.locator("#series button").nth(2).click()
+        _wait_loaded(page, 1)
+        page.wait_for_function("() => document.getElementById('stage2').hidden")
+        assert page.locator("#compare-bar").is_hidden()
     finally:
         context.close()
     assert not [e for e in errors if "Failed to load resource" not in e]
