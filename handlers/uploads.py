@@ -28,7 +28,7 @@ from handlers import texts
 from handlers.callbacks import encode_action
 from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
 from handlers.services import Services
-from store.erasure import forget_patient
+from store.erasure import discard_unfiled, forget_patient
 from store.importer import ImportProblem, ImportReport, import_path
 from store.models import Study
 from store.ownership import is_linked_to_a_chat, link_chat, merge_patient, patient_by_public_id
@@ -158,6 +158,8 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             issuer_scope=upload_issuer(asker.telegram_user_id),
             actor=("chat", asker.actor_ref),
         )
+        # Files kept aside as conflicts have no row: nobody could see or erase them, so they go.
+        await in_thread(discard_unfiled, services.sessions, services.files, [c.storage_key for c in report.conflicts])
     except ImportProblem as exc:
         await status.edit_text(texts.render("upload_failed", reason=str(exc)), parse_mode=ParseMode.HTML)
         return

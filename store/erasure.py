@@ -8,6 +8,7 @@ orphan files with opaque names and no row pointing at them; :func:`sweep_orphan_
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -75,6 +76,28 @@ def forget_patient(
     if cache is not None:
         cache.clear(namespace)
     return ErasureReport(**{**report.__dict__, "files": removed})
+
+
+def discard_unfiled(sessions: sessionmaker[Session], files: FileStore, keys: Iterable[str]) -> int:
+    """Delete those of ``keys`` that no instance row names; returns how many went.
+
+    For the files an upload kept aside (conflicts): the command line reports them to an operator, but a
+    chat upload has nobody to review them, and a stored file no row names can be neither shown nor
+    erased by the patient, so it must not stay. (A concurrent import of the very same bytes that records
+    its row after this check would lose its file; content addressing makes that a same-bytes, same-moment
+    race, and the file is then reported missing rather than served wrong.)
+    """
+    wanted = {k for k in keys if k}
+    if not wanted:
+        return 0
+    with sessions() as session:
+        named = set(session.scalars(select(Instance.storage_key).where(Instance.storage_key.in_(wanted))))
+    removed = 0
+    for key in wanted - named:
+        if files.exists(key):
+            files.delete(key)
+            removed += 1
+    return removed
 
 
 def sweep_orphan_files(sessions: sessionmaker[Session], files: FileStore, *, older_than_s: float = 3600.0) -> int:

@@ -190,3 +190,22 @@ async def test_stale_forget_button_from_before_a_new_forget_question(lightbox: L
     await sue.wait_for_answer(tap)
     with lightbox.services.sessions() as session:
         assert session.get(Patient, mine) is not None
+
+
+async def test_an_upload_conflicting_with_a_stored_image_keeps_no_unreachable_file(lightbox: Lightbox) -> None:
+    original = fresh(CT, patient_id="DUP-1", patient_name="Dupe^Dana")
+    first_bytes = to_bytes(original)
+    original.PixelData = bytes(reversed(original.PixelData))  # same UIDs, other pixels
+    forged_bytes = to_bytes(original)
+    dana = lightbox.driver.user("Dana")
+    await dana.send_document("scan.dcm", first_bytes)
+    first = await dana.wait_for_reply()
+    await dana.wait_until(lambda: "Done!" in (first.text or ""))
+    stored = lightbox.services.files.keys()
+    await dana.send_document("scan-again.dcm", forged_bytes)
+    second = await dana.wait_for_reply(after=first)
+    await dana.wait_until(lambda: "same label" in (second.text or ""))
+    assert "1 picture had the same label as one I already had but different content. I kept the one I had and did " \
+           "not overwrite it." in (second.text or "")
+    assert lightbox.services.files.keys() == stored  # the forged copy is not kept where nobody can erase it
+    assert counts(lightbox) == (1, 1, 0, 1)
