@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from share.links import create_annotation_link
@@ -13,6 +14,8 @@ from share.marks import WRITES_PER_MINUTE
 from store.db import transaction
 from store.models import AccessEvent, Annotation, Instance, Patient, Study
 from tests.share.conftest import ShareWorld
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 
 async def _open(client: httpx.AsyncClient, token: str) -> tuple[dict[str, Any], str]:

@@ -178,3 +178,44 @@ def test_specialist_sees_the_marks_but_has_no_drawing_tools(
         assert page.locator("meta[name=csrf-token]").count() == 0
     finally:
         page.close()
+
+
+def test_a_finger_draws_a_circle_on_a_phone(chromium_browser: Any, served: str, world: ShareWorld) -> None:
+    with transaction(world.sessions) as session:
+        patient = session.get(Patient, world.patient_id)
+        study = session.scalars(select(Study).where(Study.study_uid == world.main_study)).one()
+        assert patient is not None
+        created = create_annotation_link(session, patient=patient, study=study, now=world.clock())
+    context = chromium_browser.new_context(viewport={"width": 390, "height": 780}, device_scale_factor=2,
+                                           has_touch=True, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{served}/s/{created.token}")
+        page.wait_for_selector("body[data-ready='1']")
+        _wait_loaded(page, 6)
+        page.select_option("#tool", "circle")
+        # A touch drag, as a phone sends it (pointer events of type touch), flipped left-right first.
+        page.click("#flip-h")
+        page.locator("#stage").scroll_into_view_if_needed()
+        cx, cy, fit = _geometry(page)  # after the page scrolled to the button and back
+        page.evaluate(
+            """([x, y]) => {
+            const stage = document.getElementById('stage');
+            const ev = (type, px, py) => stage.dispatchEvent(new PointerEvent(type, {
+                pointerId: 21, pointerType: 'touch', clientX: px, clientY: py, bubbles: true, isPrimary: true }));
+            ev('pointerdown', x - 30, y - 30);
+            for (let d = -20; d <= 30; d += 10) ev('pointermove', x + d, y + d / 2);
+            ev('pointerup', x + 30, y + 15);
+        }""",
+            [cx, cy],
+        )
+        page.wait_for_function("() => document.querySelectorAll('#note-list li').length === 1")
+        circle = _rows(world)["circle"]
+        assert circle.x is not None and circle.y is not None and circle.x2 is not None and circle.y2 is not None
+        side = fit * SIDE
+        tol = 1.5 / side
+        # Flipped left-right: screen x offsets are mirrored in the frame; y offsets are not.
+        assert _near(circle.x, 0.5 + 30 / side, tol) and _near(circle.x2, 0.5 - 30 / side, tol)
+        assert _near(circle.y, 0.5 - 30 / side, tol) and _near(circle.y2, 0.5 + 15 / side, tol)
+    finally:
+        context.close()
