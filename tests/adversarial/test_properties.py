@@ -5,6 +5,7 @@ message fit for a patient; a traceback, a half-stored file or a picture that is 
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ SOURCES = ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "
            "emri_small.dcm", "US1_J2KR.dcm", "OBXXXX1A_rle.dcm", "rtdose_1frame.dcm", "SC_ybr_full_uncompressed.dcm"]
 ORIGINALS = {name: Path(get_testdata_file(name)).read_bytes() for name in SOURCES}
 MAX_PIXELS = 8_000_000  # generous for these files; a mutated header claiming more is refused before allocating
-EXAMPLES = 40
+EXAMPLES = int(os.environ.get("LIGHTBOX_PROPERTY_EXAMPLES", "40"))  # raise it for a deeper run
 
 
 @pytest.fixture(scope="module")
