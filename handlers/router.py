@@ -55,6 +55,7 @@ COMMANDS = [
     ("export", "Get a copy of your images and access log"),
     ("language", "Choose a language"),
     ("notes", "Your notes and marks on pictures"),
+    ("draw", "Draw arrows and circles on your pictures"),
     ("timeline", "Your studies over time"),
 ]
 
@@ -283,6 +284,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     application.add_handler(CommandHandler("export", export.export_command))
     application.add_handler(CommandHandler("language", account.language))
     application.add_handler(CommandHandler("notes", notes_command))
+    application.add_handler(CommandHandler("draw", sharing.draw_command))
     application.add_handler(CommandHandler("timeline", timeline_command))
     application.add_handler(MessageHandler(filters.Document.ALL, uploads.receive_document))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))

@@ -18,7 +18,7 @@ from handlers.cards import study_what
 from handlers.chat import Asker, asker_of, in_thread, reply, service
 from handlers.services import Services
 from handlers.viewing import StudyRequest, current_view, find_requested_study
-from share.links import ShareError, create_share, list_shares, revoke_share
+from share.links import ShareError, create_annotation_link, create_share, list_shares, revoke_share
 from store.models import Patient, ShareLink, Study
 from store.queries import get_series_for_patient, get_study_for_patient
 
@@ -185,3 +185,46 @@ async def share_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 
 DEFAULT_SHARE = timedelta(hours=72)
+DRAW_LINK_HOURS = 24
+
+
+def _draw_link(services: Services, asker: Asker, study_id: int) -> dict[str, Any]:
+    assert asker.patient_id is not None
+    with services.sessions() as session, session.begin():
+        patient = session.get(Patient, asker.patient_id)
+        study = session.get(Study, study_id)
+        assert patient is not None and study is not None
+        created = create_annotation_link(
+            session, patient=patient, study=study, hours=DRAW_LINK_HOURS, now=services.now(), actor_ref=asker.actor_ref
+        )
+        return {
+            "url": created.url(services.public_url),
+            "what": f"your {study_what(study).lower()} from {texts.nice_date(study.study_date)}",
+            "expires": texts.nice_time(created.link.expires_at),
+        }
+
+
+async def draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/draw: a link of the patient's own to draw arrows, circles and text on the study on screen.
+
+    Sent with protect_content: it is for the patient, not for forwarding (a share link is for doctors).
+    """
+    asker = await asker_of(update, context)
+    if asker.patient_id is None:
+        await reply(update, "not_linked")
+        return
+    services = service(context)
+    view = current_view(context)
+    study = await in_thread(_pick_study, services, asker, None, None, view.series if view else None)
+    if study is None:
+        await reply(update, "no_study", any_studies=False, wanted="a scan", suggestion="")
+        return
+    values = await in_thread(_draw_link, services, asker, study.id)
+    message = update.effective_message
+    assert message is not None
+    await message.reply_text(
+        texts.render("draw_link", **values),
+        parse_mode=ParseMode.HTML,
+        disable_web_page_preview=True,
+        protect_content=True,
+    )

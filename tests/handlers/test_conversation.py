@@ -274,3 +274,17 @@ async def test_a_question_in_german_is_answered_in_german(lightbox: Lightbox) ->
     await greta.say("what does effusion mean?")
     english = await greta.wait_for_reply()
     assert "doctor" in (english.text or "")
+
+
+async def test_draw_gives_the_patient_a_protected_link_of_their_own(lightbox: Lightbox) -> None:
+    from store.models import ShareLink
+
+    mine = lightbox.add_patient("P-DR", "Draw^Di", [study("mr", 2, "MR", "MRI knee", "KNEE", MR)])
+    di = await lightbox.linked_user(mine, "Di")
+    await di.command("draw")
+    link = await di.wait_for_reply()
+    assert "/s/" in (link.text or "")
+    assert link.protect_content is True
+    with lightbox.services.sessions() as session:
+        row = session.scalars(select(ShareLink)).one()
+    assert row.can_annotate and row.download == "none" and row.patient_id == mine
