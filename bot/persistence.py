@@ -18,6 +18,7 @@ Values must be JSON: dicts with string keys, lists, strings, numbers, booleans, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Mapping
 from copy import deepcopy
@@ -38,6 +39,10 @@ def _dump(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def _digest(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode()).digest()
+
+
 class DatabasePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
     """PTB persistence backed by SQLAlchemy sessions (SQLite or PostgreSQL), JSON only."""
 
@@ -45,8 +50,9 @@ class DatabasePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         super().__init__(store_data=PersistenceInput(bot_data=False, chat_data=True, user_data=True,
                                                      callback_data=True), update_interval=update_interval)
         self.sessions = sessions
-        # What this process last read or wrote per row, so an unchanged dict is not written again.
-        self._seen: dict[tuple[str, str], str] = {}
+        # A digest of what this process last read or wrote per row (32 bytes a chat, whatever the data's
+        # size), so an unchanged dict is not written again and unsaved local changes are recognised.
+        self._seen: dict[tuple[str, str], bytes] = {}
 
     # ---- rows
     def _read(self, kind: str, key: str) -> Any | None:
@@ -55,12 +61,12 @@ class DatabasePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         if raw is None:
             self._seen.pop((kind, key), None)
             return None
-        self._seen[(kind, key)] = raw
+        self._seen[(kind, key)] = _digest(raw)
         return json.loads(raw)
 
     def _write(self, kind: str, key: str, value: object) -> None:
         raw = _dump(value)
-        if self._seen.get((kind, key)) == raw:
+        if self._seen.get((kind, key)) == _digest(raw):
             return
         for _attempt in range(3):
             try:
@@ -73,7 +79,7 @@ class DatabasePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
                 break
             except IntegrityError:
                 continue  # another worker inserted the same row first: update it instead
-        self._seen[(kind, key)] = raw
+        self._seen[(kind, key)] = _digest(raw)
 
     def _delete(self, kind: str, key: str) -> None:
         with self.sessions() as session, session.begin():
@@ -116,7 +122,7 @@ class DatabasePersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         seen = self._seen.get((kind, key))
         if seen is None:
             return bool(data)
-        return _dump(data) != seen
+        return _digest(_dump(data)) != seen
 
     async def _refresh(self, kind: str, key: str, data: dict[Any, Any]) -> None:
         if self._unsaved(kind, key, data):
