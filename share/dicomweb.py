@@ -21,6 +21,7 @@ import base64
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pydicom
@@ -269,7 +270,7 @@ def _selected_instances(session: Session, link: ShareLink, scope: LinkScope,
 def _multipart(paths: list[Any], boundary: str) -> Iterator[bytes]:
     for path in paths:
         yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        with open(path, "rb") as fh:
+        with path() if callable(path) else open(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
         yield b"\r\n"
@@ -299,7 +300,7 @@ async def retrieve(request: Request) -> Response:
     if result is None:
         return ctx.json_error(404, "Not in this share.")
     boundary = secrets.token_hex(16)
-    paths = [ctx.files.path(key) for key in result]
+    paths = [partial(ctx.files.open, key) for key in result]  # plain bytes, even when encrypted at rest
     return StreamingResponse(
         _multipart(paths, boundary),
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',

@@ -16,8 +16,9 @@ import logging
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -81,19 +82,30 @@ def date_shift_for(salt: bytes) -> int:
     return -(30 + int.from_bytes(salt[:4], "big") % 730)
 
 
-def write_zip(out: IO[bytes], paths: list[tuple[Path, str]], *, deidentified: bool, salt: bytes) -> None:
-    """Write the ZIP of ``paths`` (file, name inside) to ``out``; DICOM is already compressed, so store."""
+def write_zip(out: IO[bytes], paths: Sequence[tuple[Path | Callable[[], IO[bytes]], str]], *,
+              deidentified: bool, salt: bytes) -> None:
+    """Write the ZIP of ``paths`` (file, or a function opening its plain bytes, and name inside) to ``out``;
+    DICOM is already compressed, so store. Openers keep files encrypted at rest readable."""
     uids = UidMap(salt)
     shift = date_shift_for(salt)
     burned_in = False
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for path, arcname in paths:
-            if not deidentified:
+            if callable(path):
+                with path() as fh:
+                    data = fh.read()
+                if not deidentified:
+                    archive.writestr(arcname, data)
+                    continue
+                source: Path | IO[bytes] = io.BytesIO(data)
+            elif not deidentified:
                 archive.write(path, arcname)
                 continue
+            else:
+                source = path
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path)
+                ds = pydicom.dcmread(source)
                 report = deidentify(ds, uids, date_shift_days=shift)
                 burned_in = burned_in or report.burned_in_risk
                 buffer = io.BytesIO()
@@ -132,7 +144,7 @@ async def download_zip(request: Request) -> Response:
     kind, public_id, entries = result
     if kind not in ("original", "deidentified"):
         return ctx.json_error(403, "The patient did not allow downloads from this link.")
-    paths = [(ctx.files.path(e.storage_key), e.arcname) for e in entries]
+    paths = [(partial(ctx.files.open, e.storage_key), e.arcname) for e in entries]  # plain bytes, even encrypted
     spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     try:
         await run_in_threadpool(write_zip, spool, paths, deidentified=kind == "deidentified",

@@ -222,3 +222,46 @@ async def test_export_sends_original_dicom_zip_parts_and_access_log(lightbox: Li
     rows = list(csv.reader(io.StringIO((log.document_bytes or b"").decode("utf-8-sig"))))
     assert rows[0] == ["when (UTC)", "who", "what", "study", "detail"]
     assert [r[2] for r in rows[1:]].count("view") >= 1 and rows[-1][2] == "export"
+
+
+async def test_share_viewer_serves_plain_images_and_files_from_an_encrypted_store(
+        tmp_path: Path, dicom_folder: dict[str, object]) -> None:
+    import httpx
+
+    from share.links import create_share
+    from share.web import create_app
+    from store.models import Study
+    from tests.share.test_dicomweb import parse_multipart
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    upgrade(url)
+    sessions = session_factory(make_engine(url))
+    files = FileStore(tmp_path / "dicom", cipher=Cipher.from_secret("viewer key"))
+    import_path(sessions, files, Path(str(dicom_folder["root"])))
+    main_study = str(dicom_folder["main"])
+    with sessions() as session, session.begin():
+        study_row = session.scalars(select(Study).where(Study.study_uid == main_study)).one()
+        patient = session.get(Patient, study_row.patient_id)
+        assert patient is not None
+        token = create_share(session, patient=patient, study=study_row, download="original").token
+        originals = {files.read(k) for k in session.scalars(
+            select(Instance.storage_key).join(Instance.series).where(Instance.series.has(study_id=study_row.id)))
+            if k}
+    app = create_app(sessions, files, public_url="http://testserver", secret_key=b"k" * 32)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.9", 1)),
+                                 base_url="http://testserver") as client:
+        assert (await client.get(f"/s/{token}")).status_code == 200
+        manifest = (await client.get(f"/s/{token}/api/manifest")).json()
+        series = manifest["studies"][0]["series"][0]
+        item = series["slices"][0]
+        picture = await client.get(f"/s/{token}/img/{main_study}/{series['uid']}/{item['sop']}/{item['frame']}")
+        assert picture.status_code == 200 and picture.headers["content-type"].startswith("image/")
+        archive = await client.get(f"/s/{token}/download")
+        assert archive.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+            zipped = {z.read(n) for n in z.namelist() if n.endswith(".dcm")}
+        assert zipped == originals  # the original files, decrypted, not the sealed bytes on disk
+        wado = await client.get(f"/s/{token}/dicom-web/studies/{main_study}",
+                                headers={"Accept": 'multipart/related; type="application/dicom"'})
+        assert wado.status_code == 200
+        assert set(parse_multipart(wado)) == originals
