@@ -257,6 +257,7 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
     notifier = share_notifier(application, services.sessions)
     worker = new_worker_id()
     jobs = JobRunner(application, services, worker=worker, lease_seconds=settings.lease_seconds)
+    services.background_jobs = True  # uploads become jobs any worker can run and take over
     try:
         if webhook_url is None:
             web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier,

@@ -303,7 +303,29 @@ def run_pacs_sync_job(ctx: JobContext) -> dict[str, Any]:
     return {"files": found.instances_added, "studies": found.studies_found, "added": found.studies_added}
 
 
-JOB_FUNCTIONS: dict[str, JobFunction] = {"import": run_import_job, "pacs_sync": run_pacs_sync_job}
+def _chat_upload(ctx: JobContext) -> dict[str, Any]:
+    from handlers.uploads import run_upload_job
+
+    return run_upload_job(ctx)
+
+
+JOB_FUNCTIONS: dict[str, JobFunction] = {
+    "import": run_import_job,
+    "pacs_sync": run_pacs_sync_job,
+    "chat_import": _chat_upload,  # a patient's upload from the chat (handlers.uploads)
+}
+# What to say in the chat when a job of a kind is done (default: DONE_TEXT).
+Finisher = Callable[[AnyApplication, jobs.ClaimedJob, dict[str, Any], int | None], Any]
+
+
+def _finish_chat_upload(application: AnyApplication, job: jobs.ClaimedJob, result: dict[str, Any],
+                        message_id: int | None) -> Any:
+    from handlers.uploads import finish_upload_job
+
+    return finish_upload_job(application, job, result, message_id)
+
+
+JOB_FINISHERS: dict[str, Finisher] = {"chat_import": _finish_chat_upload}
 
 STARTED_TEXT = "Adding your images now. I'll keep this message up to date."
 PROGRESS_TEXT = "Adding your images: {done} of {total} files so far."
@@ -409,7 +431,14 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(future)
         if await asyncio.to_thread(jobs.finish, self.sessions, job.id, self.worker, result=result):
-            if job.kind == "import":
+            if job.kind in {"import", "chat_import"}:
                 health.IMPORTS.labels("done").inc()
-            await self._say(job, DONE_TEXT.format(total=result.get("files", 0)), message_id)
+            finisher = JOB_FINISHERS.get(job.kind)
+            if finisher is not None and self.application is not None:
+                try:
+                    await finisher(self.application, job, result, message_id)
+                except TelegramError as exc:
+                    log.warning("job summary not shown", extra={"job": job.id, "error": type(exc).__name__})
+            else:
+                await self._say(job, DONE_TEXT.format(total=result.get("files", 0)), message_id)
             log.info("job finished", extra={"job": job.id})

@@ -36,6 +36,9 @@ class Services:
     # Render cache folder for chat previews ('' disables the cache).
     cache_dir: Path | None = None
     cache_limit_bytes: int = 512 * 1024 * 1024
+    # True when a job runner works beside the bot (lightbox run): uploads then become database jobs that any
+    # worker can take over; otherwise (tests, demo) they are imported in the handler.
+    background_jobs: bool = False
     # Extra hooks bot/ may set (e.g. to refresh a share viewer); called with opaque ids only.
     hooks: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
 

@@ -27,7 +27,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import encode_action
 from handlers.chat import Asker, answer_query, asker_of, in_thread, reply, service
-from handlers.services import Services
+from handlers.services import SERVICES_KEY, Services
 from store.erasure import discard_unfiled, forget_patient
 from store.importer import ImportProblem, ImportReport, import_path
 from store.models import Study
@@ -84,10 +84,14 @@ def short_name(dicom_name: str) -> str:
 
 
 def _people(services: Services, report: ImportReport) -> list[dict[str, Any]]:
+    return _people_by_id(services, [found.public_id for found in report.patients])
+
+
+def _people_by_id(services: Services, public_ids: list[str]) -> list[dict[str, Any]]:
     with services.sessions() as session:
         out = []
-        for found in report.patients:
-            patient = patient_by_public_id(session, found.public_id)
+        for public_id in public_ids:
+            patient = patient_by_public_id(session, public_id)
             if patient is None:
                 continue
             label = short_name(patient.name)
@@ -145,6 +149,15 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     folder = services.work_dir / "uploads" / secrets.token_hex(8)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / _safe_name(document.file_name)
+    if services.background_jobs:
+        try:
+            telegram_file = await document.get_file()
+            await telegram_file.download_to_drive(custom_path=target)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        await in_thread(enqueue_upload, services, asker, target, status.message_id)
+        return
     try:
         telegram_file = await document.get_file()
         await telegram_file.download_to_drive(custom_path=target)
@@ -178,19 +191,10 @@ async def finish_import(
         nonce = secrets.token_hex(6)
         if context.chat_data is not None:
             context.chat_data[PENDING_KEY] = {"nonce": nonce, "patients": [p["public_id"] for p in people]}
-        buttons = [
-            [
-                InlineKeyboardButton(
-                    f"I am {p['label']}"[:60], callback_data=encode_action("claim", p["public_id"], nonce)
-                )
-            ]
-            for p in people
-        ]
-        buttons.append([InlineKeyboardButton("None of these", callback_data=encode_action("claim_none", nonce))])
         await status.edit_text(
             texts.render("upload_which", count=len(people), people=people),
             parse_mode=ParseMode.HTML,
-            reply_markup=InlineKeyboardMarkup(buttons),
+            reply_markup=_claim_keyboard(people, nonce),
         )
         return
     refused = False
@@ -200,6 +204,16 @@ async def finish_import(
         await status.edit_text(texts.render("upload_claim_refused"), parse_mode=ParseMode.HTML)
         return
     await status.edit_text(summary_text(report), parse_mode=ParseMode.HTML)
+
+
+def _claim_keyboard(people: list[dict[str, Any]], nonce: str) -> InlineKeyboardMarkup:
+    """One "I am ..." button per person on the upload, and "None of these"."""
+    buttons = [
+        [InlineKeyboardButton(f"I am {p['label']}"[:60], callback_data=encode_action("claim", p["public_id"], nonce))]
+        for p in people
+    ]
+    buttons.append([InlineKeyboardButton("None of these", callback_data=encode_action("claim_none", nonce))])
+    return InlineKeyboardMarkup(buttons)
 
 
 def summary_text(report: ImportReport, patient_public_id: str | None = None) -> str:
@@ -266,3 +280,100 @@ async def claim(update: Update, context: ContextTypes.DEFAULT_TYPE, patient_publ
         return True
     await query.edit_message_text(texts.render("upload_claimed", kept=kept, removed=removed), parse_mode=ParseMode.HTML)
     return True
+
+
+# ---------------------------------------------------------------- uploads as jobs (lightbox run)
+
+UPLOAD_JOB = "chat_import"
+
+
+def enqueue_upload(services: Services, asker: Asker, path: Path, status_message_id: int) -> int:
+    """Record the downloaded upload as a job any worker can run (and take over if this one dies)."""
+    from store import jobs
+
+    payload = {
+        "path": str(path),
+        "issuer_scope": upload_issuer(asker.telegram_user_id),
+        "actor_ref": asker.actor_ref,
+        "telegram_user_id": asker.telegram_user_id,
+    }
+    job_id = jobs.enqueue(services.sessions, UPLOAD_JOB, payload, chat_id=asker.chat_id)
+    jobs.set_progress_message(services.sessions, job_id, status_message_id)
+    return job_id
+
+
+def run_upload_job(ctx: Any) -> dict[str, Any]:
+    """The job: import the uploaded file (idempotent, so a worker taking over simply runs it again).
+
+    ``ctx`` is the job runner's context (job, services, report). Returns what the summary needs, as JSON.
+    """
+    payload = ctx.job.payload
+    path = Path(payload["path"])
+
+    def progress(done: int, total: int) -> None:
+        ctx.report(done, total, {})
+
+    try:
+        report = import_path(
+            ctx.services.sessions,
+            ctx.services.files,
+            path,
+            progress=progress,
+            issuer_scope=payload["issuer_scope"],
+            actor=("chat", payload["actor_ref"]),
+        )
+    except ImportProblem as exc:
+        return {"problem": str(exc)}
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return {
+        "files": report.total_files,
+        "patients": [p.public_id for p in report.patients],
+        "summary": summary_text(report),
+    }
+
+
+async def finish_upload_job(application: Any, job: Any, result: dict[str, Any], message_id: int | None) -> None:
+    """After the job: the summary, or the "which one are you" question, in the job's status message."""
+    services = application.bot_data[SERVICES_KEY]
+    bot = application.bot
+    if job.chat_id is None or message_id is None:
+        return
+    if "problem" in result:
+        await bot.edit_message_text(
+            texts.render("upload_failed", reason=result["problem"]),
+            chat_id=job.chat_id,
+            message_id=message_id,
+            parse_mode=ParseMode.HTML,
+        )
+        return
+    user_id = int(job.payload["telegram_user_id"])
+
+    def asker_now() -> Asker:
+        from handlers.chat import asker_sync
+
+        with services.sessions() as session:
+            return asker_sync(session, user_id, int(job.chat_id))
+
+    asker = await in_thread(asker_now)
+    patients = [str(p) for p in result.get("patients", [])]
+    if len(patients) > 1:
+        people = await in_thread(_people_by_id, services, patients)
+        nonce = secrets.token_hex(6)
+        chat_data = application.chat_data[int(job.chat_id)]
+        chat_data[PENDING_KEY] = {"nonce": nonce, "patients": [p["public_id"] for p in people]}
+        if application.persistence is not None:
+            await application.persistence.update_chat_data(int(job.chat_id), chat_data)
+        await bot.edit_message_text(
+            texts.render("upload_which", count=len(people), people=people),
+            chat_id=job.chat_id,
+            message_id=message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=_claim_keyboard(people, nonce),
+        )
+        return
+    refused = False
+    if patients:
+        _, _, refused = await in_thread(_adopt, services, asker, patients[0], [])
+    text = texts.render("upload_claim_refused") if refused else str(result.get("summary", ""))
+    await bot.edit_message_text(text, chat_id=job.chat_id, message_id=message_id, parse_mode=ParseMode.HTML)
