@@ -52,8 +52,9 @@ class DemoSeed:
 
 def demo_settings(settings: Settings, data_dir: Path | None) -> Settings:
     """The demo's own settings: its own data folder and SQLite file, never the operator's real database."""
-    return replace(settings, data_dir=data_dir or DEFAULT_DEMO_DIR, database_url="", store="local",
-                   bot_token="", webhook_secret="")
+    return replace(
+        settings, data_dir=data_dir or DEFAULT_DEMO_DIR, database_url="", store="local", bot_token="", webhook_secret=""
+    )
 
 
 def _existing(sessions: sessionmaker[Session]) -> DemoSeed | None:
@@ -65,8 +66,9 @@ def _existing(sessions: sessionmaker[Session]) -> DemoSeed | None:
         return DemoSeed(patient.id, int(count), False) if count else None
 
 
-def seed_demo(sessions: sessionmaker[Session], files: FileStore, work_dir: Path, *,
-              today: date | None = None) -> DemoSeed:
+def seed_demo(
+    sessions: sessionmaker[Session], files: FileStore, work_dir: Path, *, today: date | None = None
+) -> DemoSeed:
     """Make sure the demo patient and their studies are in the store; idempotent.
 
     Builds the files in a temporary folder under ``work_dir``, imports them with
@@ -84,8 +86,9 @@ def seed_demo(sessions: sessionmaker[Session], files: FileStore, work_dir: Path,
     finally:
         shutil.rmtree(build, ignore_errors=True)
     if report.conflicts or report.skipped or len(report.patients) != 1:
-        raise DemoSeedError(f"the demo import was not clean ({len(report.conflicts)} conflicts, "
-                            f"{len(report.skipped)} skipped files)")
+        raise DemoSeedError(
+            f"the demo import was not clean ({len(report.conflicts)} conflicts, {len(report.skipped)} skipped files)"
+        )
     found = _existing(sessions)
     if found is None:
         raise DemoSeedError("the demo patient is missing after import")
@@ -108,9 +111,15 @@ class DemoReady:
     seed: DemoSeed
 
 
-async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080,
-                   stop: asyncio.Event | None = None, on_ready: Callable[[DemoReady], None] | None = None,
-                   pace_interval: float = 1.0) -> None:
+async def run_demo(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[DemoReady], None] | None = None,
+    pace_interval: float = 1.0,
+) -> None:
     """Seed, start the sandbox, the bot and the web server on this loop; run until ``stop`` is set."""
     from bot.app import build_application, build_services, running
     from bot.sandbox import BotApiSandbox
@@ -126,13 +135,23 @@ async def run_demo(settings: Settings, *, host: str = "127.0.0.1", port: int = 8
     sandbox = BotApiSandbox()
     await sandbox.start()
     try:
-        application = build_application(services, sandbox.token, base_url=sandbox.base_url,
-                                        base_file_url=sandbox.base_file_url, pace_interval=pace_interval)
+        application = build_application(
+            services,
+            sandbox.token,
+            base_url=sandbox.base_url,
+            base_file_url=sandbox.base_file_url,
+            pace_interval=pace_interval,
+        )
         sandbox.add_user(DEMO_USER_FIRST_NAME, user_id=DEMO_USER_ID, last_name="Patient")
         chat = ChatView(sandbox, DEMO_USER_ID)
-        web = build_web_app(settings, services.sessions, services.files,
-                            extra_routes=webchat_routes(sandbox, DEMO_USER_ID, chat),
-                            on_first_open=share_notifier(application, services.sessions))
+        web = build_web_app(
+            settings,
+            services.sessions,
+            services.files,
+            extra_routes=webchat_routes(sandbox, DEMO_USER_ID, chat),
+            on_first_open=share_notifier(application, services.sessions),
+            on_locked=share_notifier(application, services.sessions, "share_locked"),
+        )
         async with running(application, timeout=5), server.serving(web):
             code = await asyncio.to_thread(new_link_code, services.sessions, seed.patient_id)
             sandbox.user_message(DEMO_USER_ID, text=f"/start {code}")

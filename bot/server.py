@@ -99,8 +99,9 @@ class WebServer:
         if self._socket is None:
             self.bind()
         assert self._socket is not None
-        config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, server_header=False,
-                                timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app, lifespan="on", log_config=None, access_log=False, server_header=False, timeout_graceful_shutdown=2
+        )
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve(sockets=[self._socket]))
         while not server.started:
@@ -117,10 +118,16 @@ class WebServer:
             self._socket = None
 
 
-def build_web_app(settings: Settings, sessions: sessionmaker[Session], files: FileStore, *,
-                  extra_routes: list[BaseRoute] | None = None,
-                  on_first_open: Callable[[str], Awaitable[None]] | None = None,
-                  with_health: bool = False) -> Starlette:
+def build_web_app(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    files: FileStore,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    on_first_open: Callable[[str], Awaitable[None]] | None = None,
+    on_locked: Callable[[str], Awaitable[None]] | None = None,
+    with_health: bool = False,
+) -> Starlette:
     """The share viewer (with its security headers on every route) plus ``extra_routes``.
 
     ``with_health`` puts ``/healthz``, ``/readyz`` and ``/metrics`` (:mod:`bot.health`) in front and counts
@@ -129,8 +136,15 @@ def build_web_app(settings: Settings, sessions: sessionmaker[Session], files: Fi
     from bot.commands.serve import viewer_secret
     from share.web import create_app
 
-    app = create_app(sessions, files, public_url=settings.public_url, secret_key=viewer_secret(settings),
-                     on_first_open=on_first_open, extra_routes=list(extra_routes or []))
+    app = create_app(
+        sessions,
+        files,
+        public_url=settings.public_url,
+        secret_key=viewer_secret(settings),
+        on_first_open=on_first_open,
+        on_locked=on_locked,
+        extra_routes=list(extra_routes or []),
+    )
     if with_health:
         from bot.health import ShareOpenCounter, health_routes
 
@@ -145,13 +159,17 @@ def ready_checks(settings: Settings, sessions: sessionmaker[Session]) -> dict[st
 
     checks = {"database": database_check(sessions), "store": folder_check(settings.dicom_dir)}
     if settings.store == "dicomweb":
-        checks["dicomweb"] = dicomweb_check(settings.dicomweb_url, username=settings.dicomweb_username,
-                                            password=settings.dicomweb_password)
+        checks["dicomweb"] = dicomweb_check(
+            settings.dicomweb_url, username=settings.dicomweb_username, password=settings.dicomweb_password
+        )
     return checks
 
 
-def share_notifier(application: AnyApplication, sessions: sessionmaker[Session]) -> Callable[[str], Awaitable[None]]:
-    """Tell the patient in their chat when a share link of theirs is opened for the first time."""
+def share_notifier(
+    application: AnyApplication, sessions: sessionmaker[Session], template: str = "share_opened"
+) -> Callable[[str], Awaitable[None]]:
+    """Tell the patient in their chat when a share link of theirs is opened for the first time (or, with
+    ``template="share_locked"``, locked after too many wrong access codes)."""
     from handlers import texts
 
     def chats_and_text(public_id: str) -> tuple[list[int], str] | None:
@@ -162,7 +180,7 @@ def share_notifier(application: AnyApplication, sessions: sessionmaker[Session])
             study = session.get(Study, link.study_id)
             what = texts.modality_word(study.modalities) if study is not None else "images"
             chats = list(session.scalars(select(ChatLink.chat_id).where(ChatLink.patient_id == link.patient_id)))
-            return chats, texts.render("share_opened", what=what, recipient=link.recipient_label)
+            return chats, texts.render(template, what=what, recipient=link.recipient_label)
 
     async def notify(public_id: str) -> None:
         found = await asyncio.to_thread(chats_and_text, public_id)
@@ -232,9 +250,17 @@ class BotReady:
     webhook_path: str | None
 
 
-async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, webhook_url: str | None = None,
-                  base_url: str | None = None, base_file_url: str | None = None,
-                  stop: asyncio.Event | None = None, on_ready: Callable[[BotReady], None] | None = None) -> None:
+async def run_bot(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    webhook_url: str | None = None,
+    base_url: str | None = None,
+    base_file_url: str | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[BotReady], None] | None = None,
+) -> None:
     """``lightbox run``: the bot (long polling, or webhook at ``webhook_url``) and the viewer until ``stop``.
 
     ``base_url``/``base_file_url`` point PTB at another Bot API server (the sandbox in tests).
@@ -252,16 +278,27 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
     server = WebServer(host, port)
     server.bind()
     services = build_services(settings)
-    application = build_application(services, settings.bot_token, base_url=base_url, base_file_url=base_file_url,
-                                     persistence=DatabasePersistence(services.sessions))
+    application = build_application(
+        services,
+        settings.bot_token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        persistence=DatabasePersistence(services.sessions),
+    )
     notifier = share_notifier(application, services.sessions)
     worker = new_worker_id()
     jobs = JobRunner(application, services, worker=worker, lease_seconds=settings.lease_seconds)
     services.background_jobs = True  # uploads become jobs any worker can run and take over
     try:
         if webhook_url is None:
-            web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier,
-                                with_health=True)
+            web = build_web_app(
+                settings,
+                services.sessions,
+                services.files,
+                on_first_open=notifier,
+                on_locked=share_notifier(application, services.sessions, "share_locked"),
+                with_health=True,
+            )
             async with running(application), server.serving(web):
                 await jobs.start()
                 log.info("bot running with long polling")
@@ -279,16 +316,24 @@ async def run_bot(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
             log.warning("LIGHTBOX_WEBHOOK_SECRET is not set; using a random secret for this process")
         path = webhook_path(webhook_url)
         inbox = ChatOrderedInbox(application, services.sessions, worker=worker, lease_seconds=settings.lease_seconds)
-        web = build_web_app(settings, services.sessions, services.files, on_first_open=notifier,
-                            extra_routes=[webhook_route(path, application, secret, inbox)], with_health=True)
+        web = build_web_app(
+            settings,
+            services.sessions,
+            services.files,
+            on_first_open=notifier,
+            on_locked=share_notifier(application, services.sessions, "share_locked"),
+            extra_routes=[webhook_route(path, application, secret, inbox)],
+            with_health=True,
+        )
         await application.initialize()
         await application.start()
         await inbox.start()
         await jobs.start()
         try:
             async with server.serving(web):
-                await application.bot.set_webhook(webhook_url, secret_token=secret,
-                                                  allowed_updates=["message", "edited_message", "callback_query"])
+                await application.bot.set_webhook(
+                    webhook_url, secret_token=secret, allowed_updates=["message", "edited_message", "callback_query"]
+                )
                 log.info("bot running with a webhook")
                 if on_ready is not None:
                     on_ready(BotReady(server.url, path))
@@ -321,4 +366,3 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
                     loop.remove_signal_handler(sig)
 
     asyncio.run(runner())
-
