@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -38,7 +39,9 @@ from share.links import Clock, LinkState, Scope, find_instance, find_link, link_
 from share.ratelimit import FailureLimiter
 from share.render import ImageCache
 from store.db import transaction
+from store.dicomweb import DicomWebError, PacsNotFound, PacsTimeout, PacsUnreachable, UnknownInstance
 from store.models import Instance, Series, ShareLink, Study, utcnow
+from store.pacs_store import PacsFileStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +82,66 @@ class FileSource(Protocol):
 
 
 Notifier = Callable[[str], Awaitable[None] | None]
+
+
+# ---------------------------------------------------------------- instances kept only in the PACS
+# With LIGHTBOX_STORE=dicomweb an instance may have no local file (``storage_key`` is None) and a PACS copy
+# (``remote_url``); ``files`` is then a :class:`store.pacs_store.PacsFileStore` that fetches it on demand.
+
+ARCHIVE_DOWN = ("The hospital's image archive cannot be reached right now, so these images cannot be shown or "
+                "downloaded. Please try again in a few minutes.")
+ARCHIVE_BAD = "The hospital's image archive gave an answer that cannot be used. Please try again later."
+ARCHIVE_MISSING = "This image is no longer in the hospital's image archive."
+
+
+def has_image(instance: Instance) -> bool:
+    """Whether the instance's file is somewhere: in the file store, or in the PACS."""
+    return bool(instance.storage_key or instance.remote_url)
+
+
+def _from_pacs(files: FileSource, instance: Instance) -> bool:
+    if not isinstance(files, PacsFileStore) or not instance.remote_url:
+        return False
+    return not instance.storage_key or not files.exists(instance.storage_key)
+
+
+def instance_source(files: FileSource, instance: Instance) -> Path | Dataset:
+    """The file (or decrypted dataset) to render ``instance`` from, fetched from the PACS if need be.
+    Blocking: call it in a worker thread. Raises :class:`~store.dicomweb.DicomWebError` if the PACS fails."""
+    if _from_pacs(files, instance):
+        assert isinstance(files, PacsFileStore)
+        return files.fetch(instance)
+    if instance.storage_key:
+        return files.image_source(instance.storage_key)
+    raise UnknownInstance("the instance has no file here")
+
+
+def instance_opener(files: FileSource, instance: Instance) -> Callable[[], BinaryIO]:
+    """A function opening the plain bytes of ``instance``'s file (fetching it from the PACS when it runs)."""
+    if not _from_pacs(files, instance):
+        return partial(files.open, str(instance.storage_key or ""))
+    assert isinstance(files, PacsFileStore)
+    pacs = files
+
+    def open_remote() -> BinaryIO:
+        return pacs.fetch(instance).open("rb")
+
+    return open_remote
+
+
+def archive_error(exc: DicomWebError) -> JSONResponse:
+    """The plain answer when the PACS could not give an instance: 503 down or slow, 404 gone, 502 otherwise."""
+    if isinstance(exc, (PacsUnreachable, PacsTimeout)):
+        status, message = 503, ARCHIVE_DOWN
+    elif isinstance(exc, (PacsNotFound, UnknownInstance)):
+        status, message = 404, ARCHIVE_MISSING
+    else:
+        status, message = 502, ARCHIVE_BAD
+    log.warning("PACS fetch failed: %s", type(exc).__name__)
+    response = JSONResponse({"error": message}, status_code=status)
+    if status == 503:
+        response.headers["Retry-After"] = "60"
+    return response
 
 
 @dataclass

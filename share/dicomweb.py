@@ -21,7 +21,6 @@ import base64
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import pydicom
@@ -31,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from share.context import ViewerContext
+from share.context import ViewerContext, archive_error, has_image, instance_opener, instance_source
 from share.links import (
     CodeCheck,
     check_access_code,
@@ -43,6 +42,7 @@ from share.links import (
 from share.links import (
     Scope as LinkScope,
 )
+from store.dicomweb import DicomWebError
 from store.models import Instance, Patient, Series, ShareLink, Study
 
 DICOM_JSON = "application/dicom+json"
@@ -260,7 +260,7 @@ def _selected_instances(session: Session, link: ShareLink, scope: LinkScope,
         for inst in instances_in_order(session, series):
             if "sop" in p and inst.sop_instance_uid != p["sop"]:
                 continue
-            if inst.storage_key:
+            if has_image(inst):  # a local file, or a copy in the PACS fetched on demand
                 out.append((study, series, inst))
     if "sop" in p and not out:
         return None
@@ -290,7 +290,7 @@ async def retrieve(request: Request) -> Response:
         if found is None:
             return None
         record_event(session, link, "download", at=now, detail=f"dicomweb wado, {len(found)} files")
-        return [str(inst.storage_key) for _, _, inst in found]
+        return [inst for _, _, inst in found]
 
     result, failure = await _run(request, work)
     if failure is not None:
@@ -299,8 +299,16 @@ async def retrieve(request: Request) -> Response:
         return ctx.json_error(403, "The patient did not allow downloading the original files from this link.")
     if result is None:
         return ctx.json_error(404, "Not in this share.")
+    # Once the multipart answer has started, a failure can only cut it short: if the PACS is needed, see
+    # first (in a thread) that it answers, so a PACS that is down gets a plain 503 instead.
+    first_remote = next((inst for inst in result if not inst.storage_key), None)
+    if first_remote is not None:
+        try:
+            await run_in_threadpool(instance_source, ctx.files, first_remote)
+        except DicomWebError as exc:
+            return archive_error(exc)
     boundary = secrets.token_hex(16)
-    paths = [partial(ctx.files.open, key) for key in result]  # plain bytes, even when encrypted at rest
+    paths = [instance_opener(ctx.files, inst) for inst in result]  # plain bytes, even when encrypted at rest
     return StreamingResponse(
         _multipart(paths, boundary),
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
@@ -318,7 +326,7 @@ async def metadata(request: Request) -> Response:
         found = _selected_instances(session, link, scope, p)
         if found is None:
             return None
-        return [str(inst.storage_key) for _, _, inst in found]
+        return [inst for _, _, inst in found]
 
     result, failure = await _run(request, work)
     if failure is not None:
@@ -330,13 +338,16 @@ async def metadata(request: Request) -> Response:
 
     def read_all() -> list[dict[str, Any]]:
         out = []
-        for key in result:
-            with ctx.files.open(key) as fh:
+        for inst in result:
+            with instance_opener(ctx.files, inst)() as fh:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True)
             out.append(ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda _: ""))
         return out
 
-    return _json(await run_in_threadpool(read_all))
+    try:
+        return _json(await run_in_threadpool(read_all))
+    except DicomWebError as exc:
+        return archive_error(exc)
 
 
 async def rendered(request: Request) -> Response:

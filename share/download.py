@@ -28,10 +28,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from share.context import ViewerContext
+from share.context import ViewerContext, archive_error, has_image, instance_opener
 from share.deidentify import UidMap, deidentify
 from share.links import instances_in_order, link_scope, record_event
-from store.models import ShareLink
+from store.dicomweb import DicomWebError
+from store.models import Instance, ShareLink
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,12 @@ README_BURNED_IN = (
 
 @dataclass(frozen=True)
 class ZipEntry:
-    """One file to put in the ZIP: where it is stored and its neutral name."""
+    """One file to put in the ZIP: where it is stored ('' when only in the PACS), its neutral name and the
+    instance (to fetch it from the PACS)."""
 
     storage_key: str
     arcname: str
+    instance: Instance | None = None
 
 
 def zip_entries(session: Session, link: ShareLink) -> list[ZipEntry]:
@@ -67,8 +70,9 @@ def zip_entries(session: Session, link: ShareLink) -> list[ZipEntry]:
     for s_index, study in enumerate(scope.studies, start=1):
         for r_index, series in enumerate(scope.series.get(study.id, []), start=1):
             for i_index, inst in enumerate(instances_in_order(session, series), start=1):
-                if inst.storage_key:
-                    entries.append(ZipEntry(inst.storage_key, f"study-{s_index}/series-{r_index}/{i_index:04d}.dcm"))
+                if has_image(inst):
+                    name = f"study-{s_index}/series-{r_index}/{i_index:04d}.dcm"
+                    entries.append(ZipEntry(inst.storage_key or "", name, inst))
     return entries
 
 
@@ -144,11 +148,16 @@ async def download_zip(request: Request) -> Response:
     kind, public_id, entries = result
     if kind not in ("original", "deidentified"):
         return ctx.json_error(403, "The patient did not allow downloads from this link.")
-    paths = [(partial(ctx.files.open, e.storage_key), e.arcname) for e in entries]  # plain bytes, even encrypted
+    # Plain bytes, even encrypted at rest; an instance only in the PACS is fetched while the ZIP is written.
+    paths = [(instance_opener(ctx.files, e.instance) if e.instance is not None
+              else partial(ctx.files.open, e.storage_key), e.arcname) for e in entries]
     spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     try:
         await run_in_threadpool(write_zip, spool, paths, deidentified=kind == "deidentified",
                                 salt=link_salt(ctx.secret_key, public_id))
+    except DicomWebError as exc:
+        spool.close()
+        return archive_error(exc)
     except Exception:
         spool.close()
         log.exception("download failed for link %s", public_id)

@@ -42,7 +42,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from share import dicomweb, download, marks
 from share.compare import comparisons
-from share.context import HERE, SECURITY_HEADERS, SESSION_COOKIE, FileSource, Notifier, ViewerContext
+from share.context import (
+    HERE,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    FileSource,
+    Notifier,
+    ViewerContext,
+    archive_error,
+    has_image,
+    instance_source,
+)
 from share.events import PendingView
 from share.links import (
     MAX_CODE_ATTEMPTS,
@@ -58,6 +68,7 @@ from share.links import (
 )
 from share.ratelimit import FailureLimiter
 from share.render import PRESETS, ImageCache, RenderRequest, render, size_bucket
+from store.dicomweb import DicomWebError
 from store.models import Annotation, Instance, Patient, ShareLink, Study, utcnow
 
 log = logging.getLogger(__name__)
@@ -339,7 +350,10 @@ def render_request_from(request: Request, frame: int, default_size: int = 512) -
 
 
 async def send_picture(ctx: ViewerContext, instance: Instance, storage_key: str, req: RenderRequest) -> Response:
-    """The rendered picture of one frame, from the cache or rendered now (in a worker thread)."""
+    """The rendered picture of one frame, from the cache or rendered now (in a worker thread).
+
+    An instance kept only in the PACS is fetched in that thread too; if the PACS cannot give it the answer
+    says so (503 when it is down), never a traceback. ``storage_key`` is '' for such an instance."""
     if req.frame < 0 or req.frame >= max(1, instance.number_of_frames):
         return ctx.json_error(404, "No such frame.")
     if instance.rows and instance.columns:
@@ -350,8 +364,10 @@ async def send_picture(ctx: ViewerContext, instance: Instance, storage_key: str,
     picture = ctx.cache.get(key)
     if picture is None:
         try:
-            path = ctx.files.image_source(storage_key)  # decrypted in memory when encrypted at rest
-            picture = await run_in_threadpool(render, path, req)
+            # Decrypted in memory when encrypted at rest; fetched from the PACS when only there.
+            picture = await run_in_threadpool(lambda: render(instance_source(ctx.files, instance), req))
+        except DicomWebError as exc:
+            return archive_error(exc)
         except Exception as exc:  # a broken file must not take the viewer down
             log.warning("render failed for instance %s: %s", instance.public_id, type(exc).__name__)
             return ctx.json_error(422, "This image cannot be shown.")
@@ -369,13 +385,13 @@ def scoped_instance_work(ctx: ViewerContext, study_uid: str, series_uid: str, so
 
     def work(session: Session, link: ShareLink) -> tuple[Instance, str, bool] | None:
         found = ctx.instance_in_scope(session, link, study_uid, series_uid, sop_uid)
-        if found is None or not found[2].storage_key:
+        if found is None or not has_image(found[2]):
             return None
         study, series, instance = found
         assert ctx.events is not None
         due = ctx.events.add(PendingView(link.patient_id, link.id, link.public_id, now, study.id, series.id,
                                          instance.id, detail))
-        return instance, str(instance.storage_key), due
+        return instance, str(instance.storage_key or ""), due
 
     return work
 
@@ -409,12 +425,12 @@ async def thumbnail(request: Request) -> Response:
         series = scope.series_by_uid(study, p["series"]) if study is not None else None
         if series is None:
             return None
-        rows = [i for i in instances_in_order(session, series) if i.storage_key]
+        rows = [i for i in instances_in_order(session, series) if has_image(i)]
         if not rows:
             return None
         middle = rows[len(rows) // 2]
         frame = middle.number_of_frames // 2 if len(rows) == 1 else 0
-        return middle, str(middle.storage_key), frame
+        return middle, str(middle.storage_key or ""), frame
 
     result, failure = await ctx.resolve(request, _token(request), work)
     if failure is not None:
