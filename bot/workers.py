@@ -309,10 +309,17 @@ def _chat_upload(ctx: JobContext) -> dict[str, Any]:
     return run_upload_job(ctx)
 
 
+def _chat_cine(ctx: JobContext) -> dict[str, Any]:
+    from handlers.cine import run_cine_job
+
+    return run_cine_job(ctx)
+
+
 JOB_FUNCTIONS: dict[str, JobFunction] = {
     "import": run_import_job,
     "pacs_sync": run_pacs_sync_job,
     "chat_import": _chat_upload,  # a patient's upload from the chat (handlers.uploads)
+    "chat_cine": _chat_cine,  # a series as an animation for the chat (handlers.cine)
 }
 # What to say in the chat when a job of a kind is done (default: DONE_TEXT).
 Finisher = Callable[[AnyApplication, jobs.ClaimedJob, dict[str, Any], int | None], Any]
@@ -325,12 +332,22 @@ def _finish_chat_upload(application: AnyApplication, job: jobs.ClaimedJob, resul
     return finish_upload_job(application, job, result, message_id)
 
 
-JOB_FINISHERS: dict[str, Finisher] = {"chat_import": _finish_chat_upload}
+def _finish_chat_cine(application: AnyApplication, job: jobs.ClaimedJob, result: dict[str, Any],
+                      message_id: int | None) -> Any:
+    from handlers.cine import finish_cine_job
+
+    return finish_cine_job(application, job, result, message_id)
+
+
+JOB_FINISHERS: dict[str, Finisher] = {"chat_import": _finish_chat_upload, "chat_cine": _finish_chat_cine}
 
 STARTED_TEXT = "Adding your images now. I'll keep this message up to date."
 PROGRESS_TEXT = "Adding your images: {done} of {total} files so far."
 DONE_TEXT = "All done: I went through {total} files. Send /studies to see your scans."
 FAILED_TEXT = "Sorry, I could not finish adding your images. Please try sending them again."
+# Kinds whose progress and failure are not about adding images say their own words.
+PROGRESS_TEXTS = {"chat_cine": "Making the animation: {done} of {total} pictures ready."}
+FAILED_TEXTS = {"chat_cine": "Sorry, I could not make the animation. Please try again later."}
 
 
 class JobRunner:
@@ -401,7 +418,8 @@ class JobRunner:
             if now - last_shown[0] >= self.progress_every and done < total:
                 last_shown[0] = now
                 shown.append(asyncio.run_coroutine_threadsafe(
-                    self._say(job, PROGRESS_TEXT.format(done=done, total=total), message_id), loop))
+                    self._say(job, PROGRESS_TEXTS.get(job.kind, PROGRESS_TEXT).format(done=done, total=total),
+                              message_id), loop))
 
         async def beat() -> None:
             while True:
@@ -421,7 +439,7 @@ class JobRunner:
             log.exception("job failed", extra={"job": job.id})
             await asyncio.to_thread(jobs.finish, self.sessions, job.id, self.worker, error=type(exc).__name__)
             health.IMPORTS.labels("failed").inc()
-            await self._say(job, FAILED_TEXT, message_id)
+            await self._say(job, FAILED_TEXTS.get(job.kind, FAILED_TEXT), message_id)
             return
         finally:
             beater.cancel()
