@@ -322,6 +322,8 @@ def run_upload_job(ctx: Any) -> dict[str, Any]:
             issuer_scope=payload["issuer_scope"],
             actor=("chat", payload["actor_ref"]),
         )
+        # As in the direct path: conflicts kept aside have no row, so nobody could see or erase them.
+        discard_unfiled(ctx.services.sessions, ctx.services.files, [c.storage_key for c in report.conflicts])
     except ImportProblem as exc:
         return {"problem": str(exc)}
     finally:
