@@ -46,10 +46,12 @@ class ClaimedJob:
 
 
 def enqueue(sessions: sessionmaker[Session], kind: str, payload: dict[str, Any], *, chat_id: int | None = None,
-            total: int = 0) -> int:
-    """Record a new queued job; returns its id."""
+            total: int = 0, progress_message_id: int | None = None) -> int:
+    """Record a new queued job; returns its id. ``progress_message_id`` is the chat message the job's
+    progress should edit (set here, in the same row, so a worker claiming the job at once sees it)."""
     with sessions() as session, session.begin():
-        job = Job(kind=kind, payload=json.dumps(payload), chat_id=chat_id, progress_total=total)
+        job = Job(kind=kind, payload=json.dumps(payload), chat_id=chat_id, progress_total=total,
+                  progress_message_id=progress_message_id)
         session.add(job)
         session.flush()
         return job.id
