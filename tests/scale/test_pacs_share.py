@@ -7,15 +7,20 @@ plainly (503 with a sentence, no traceback) and the viewer page itself still ope
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pydicom
 import pytest
+import uvicorn
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -166,3 +171,60 @@ async def test_with_the_pacs_stopped_the_viewer_says_so_plainly(
             assert "Traceback" not in answer.text
     assert store.cache.size() == 0
     store.source.close()
+
+
+@contextlib.contextmanager
+def _serve(app: Starlette) -> Iterator[str]:
+    """The viewer app on a free loopback port, in a thread."""
+    port = services.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.chromium
+def test_in_chromium_the_viewer_shows_a_pacs_image_and_says_when_it_cannot(
+        chromium_browser: Any, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    try:
+        pacs = services.start_orthanc(tmp_path / "orthanc")
+        pacs_url = pacs.__enter__()
+    except services.ServiceError as exc:
+        pytest.skip(str(exc))
+    stopped = False
+    try:
+        shown_token, _ = _pacs_study(pacs_url, sessions)
+        later_token, _ = _pacs_study(pacs_url, sessions)
+        app, store = _viewer(sessions, pacs_url, tmp_path)
+        with _serve(app) as served:
+            page = chromium_browser.new_page()
+            answers: list[tuple[str, int]] = []
+            page.on("response", lambda r: answers.append((r.url, r.status)) if "/img/" in r.url else None)
+            try:
+                assert page.goto(f"{served}/s/{shown_token}").status == 200
+                page.wait_for_function("() => document.getElementById('image').naturalWidth > 0 && "
+                                       "!!document.getElementById('stage').dataset.loaded", timeout=30_000)
+                pacs.__exit__(None, None, None)  # the PACS goes down
+                stopped = True
+                assert page.goto(f"{served}/s/{later_token}").status == 200  # the page itself still opens
+                page.wait_for_function("() => document.getElementById('info').textContent.includes('could not')",
+                                       timeout=30_000)
+                assert page.inner_text("#info") == "This image could not be shown."
+                assert page.evaluate("document.getElementById('image').naturalWidth") == 0
+                later = [status for url, status in answers if later_token in url]
+                assert later and set(later) == {503}, answers
+                assert all(status == 200 for url, status in answers if shown_token in url)
+            finally:
+                page.close()
+        store.source.close()
+    finally:
+        if not stopped:
+            pacs.__exit__(None, None, None)
