@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from bot.app import build_application, build_services, running
@@ -23,8 +28,10 @@ from handlers.callbacks import View
 from handlers.chat import asker_sync
 from handlers.cine import DONE_TEXT, NOT_YOURS_TEXT, enqueue_cine
 from imaging.compose import CINE_MAX_FRAMES
-from store.models import AccessEvent, Series, Study
+from store.dicomweb import sync_patient
+from store.models import AccessEvent, Instance, Patient, Series, Study
 from store.models_state import Job
+from store.pacs_store import PacsFileStore
 from tests.handlers.conftest import Lightbox, study
 
 CT = "CT_small.dcm"
@@ -33,7 +40,11 @@ SLICES = 90  # more than a GIF holds: the job picks CINE_MAX_FRAMES of them
 
 @pytest.fixture
 async def with_jobs(tmp_path: Path) -> AsyncIterator[Lightbox]:
-    settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9")
+    async for box in _bot_with_jobs(tmp_path, Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9")):
+        yield box
+
+
+async def _bot_with_jobs(tmp_path: Path, settings: Settings) -> AsyncIterator[Lightbox]:
     services = build_services(settings)
     services.background_jobs = True
     async with BotApiSandbox() as sandbox:
@@ -126,3 +137,56 @@ async def test_the_job_refuses_a_series_that_is_not_the_chats_patients(with_jobs
         job = session.get(Job, job_id)
         assert job is not None and job.state == "done" and json.loads(job.result) == {"problem": "not_yours"}
         assert session.scalars(select(AccessEvent).where(AccessEvent.detail == "cine")).all() == []
+
+
+@pytest.fixture
+async def pacs_jobs(tmp_path: Path, orthanc_url: str) -> AsyncIterator[Lightbox]:
+    settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9", store="dicomweb",
+                        dicomweb_url=f"{orthanc_url}/dicom-web")
+    async for box in _bot_with_jobs(tmp_path, settings):
+        yield box
+
+
+def _ct(patient_id: str, study_uid: str, series_uid: str, number: int) -> bytes:
+    ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm")))
+    ds.PatientID, ds.PatientName = patient_id, "Pacs^Cine"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = number
+    ds.ImagePositionPatient = [0.0, 0.0, 5.0 * number]
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+async def test_a_cine_job_gathers_a_pacs_only_series_from_the_pacs(pacs_jobs: Lightbox, orthanc_url: str) -> None:
+    files = pacs_jobs.services.files
+    assert isinstance(files, PacsFileStore)
+    pacs_id = f"LB-CJ-{secrets.token_hex(4)}"
+    study_uid, series_uid = generate_uid(), generate_uid()
+    async with httpx.AsyncClient(base_url=orthanc_url, timeout=30, trust_env=False) as client:
+        for number in range(1, 13):
+            answer = await client.post("/instances", content=_ct(pacs_id, study_uid, series_uid, number))
+            assert answer.status_code == 200
+    with pacs_jobs.services.sessions() as session, session.begin():
+        patient = Patient()
+        session.add(patient)
+        session.flush()
+        patient_row = patient.id
+    assert sync_patient(pacs_jobs.services.sessions, files.source, patient_row, pacs_id).instances_added == 12
+    with pacs_jobs.services.sessions() as session:
+        assert all(i.remote_url and not i.storage_key for i in session.scalars(select(Instance)))
+    ada = await pacs_jobs.linked_user(patient_row, "Ada")
+    await ada.command("last")
+    card = await ada.wait_for_reply()
+    tap = await ada.tap(card, "Play ▶")
+    await ada.wait_for_answer(tap)
+    await ada.wait_until(lambda: any(m.method == "sendAnimation" for m in ada.bot_messages))
+    animation = next(m for m in ada.bot_messages if m.method == "sendAnimation")
+    assert "all 12 pictures" in (animation.caption or "")
+    data = animation.content.animation.data if animation.content.animation else b""
+    assert data[:6] in (b"GIF89a", b"GIF87a") and _frames(data) == 12
+    with pacs_jobs.services.sessions() as session:
+        sops = list(session.scalars(select(Instance.sop_instance_uid)))
+    assert all(files.cache.get(sop) is not None for sop in sops)  # fetched into this worker's cache
