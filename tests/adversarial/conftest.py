@@ -59,11 +59,18 @@ def store_env(tmp_path: Path) -> Iterator[StoreEnv]:
     engine.dispose()
 
 
+def testdata(name: str) -> str:
+    """Path of a pydicom test file."""
+    path = get_testdata_file(name)
+    assert isinstance(path, str), name
+    return path
+
+
 def real(name: str) -> Dataset:
     """A pydicom test file, read (warnings off: some are deliberately odd)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(get_testdata_file(name))
+        return pydicom.dcmread(testdata(name))
 
 
 def fresh(name: str, *, patient_id: str = "ADV-1", patient_name: str = "Adverse^Ada") -> Dataset:

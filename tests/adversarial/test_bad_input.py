@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -32,7 +31,7 @@ from imaging.errors import (
 from imaging.render import render
 from store.importer import ImportProblem, import_bytes, import_path
 from store.models import Instance, Patient
-from tests.adversarial.conftest import StoreEnv, fresh, real, to_bytes, zip_of
+from tests.adversarial.conftest import StoreEnv, fresh, real, testdata, to_bytes, zip_of
 
 NOT_IMAGES = "I couldn't find any medical images in this file."
 
@@ -120,7 +119,7 @@ def test_header_claiming_gigabytes_is_refused_before_allocating() -> None:
 
 def test_unknown_compression_says_format_not_supported(store_env: StoreEnv) -> None:
     ds = fresh("MR_small.dcm")
-    ds.file_meta.TransferSyntaxUID = "1.2.826.0.1.3680043.99.1.2"  # nobody's syntax
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID("1.2.826.0.1.3680043.99.1.2")  # nobody's syntax
     data = to_bytes(ds)
     report = import_bytes(store_env.sessions, store_env.files, data, filename="odd.dcm")
     assert report.instances_added == 1  # kept as sent: it is the patient's file, only we cannot show it
@@ -169,7 +168,7 @@ def test_dicomdir_naming_files_outside_the_medium_is_refused(store_env: StoreEnv
     outside.write_bytes(to_bytes(fresh("CT_small.dcm", patient_id="SOMEONE-ELSE")))
     medium = tmp_path / "cd"
     medium.mkdir()
-    dicomdir = pydicom.dcmread(get_testdata_file("DICOMDIR"))
+    dicomdir = pydicom.dcmread(testdata("DICOMDIR"))
     for record in dicomdir.DirectoryRecordSequence:
         if "ReferencedFileID" in record:
             record.ReferencedFileID = ["..", "secret.dcm"]
@@ -260,7 +259,7 @@ def test_signed_16_bit_padding_is_shown_black() -> None:
 
 
 def test_palette_colour_image_renders_in_colour() -> None:
-    ds = pydicom.dcmread(get_testdata_file("OT-PAL-8-face.dcm"), force=True)
+    ds = pydicom.dcmread(testdata("OT-PAL-8-face.dcm"), force=True)
     picture = render(ds, 0).pixels
     assert picture.ndim == 3 and picture.shape[2] == 3
     assert np.abs(picture[..., 0].astype(int) - picture[..., 2].astype(int)).mean() > 5
@@ -302,9 +301,9 @@ def test_a_damaged_file_in_a_zip_does_not_spoil_the_rest(store_env: StoreEnv) ->
 
 def test_demo_folder_copy_is_independent(tmp_path: Path) -> None:
     # Guard for the tests above: the pydicom test files are never modified in place.
-    original = Path(get_testdata_file("CT_small.dcm")).read_bytes()
-    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "copy.dcm")
+    original = Path(testdata("CT_small.dcm")).read_bytes()
+    shutil.copy(testdata("CT_small.dcm"), tmp_path / "copy.dcm")
     ds = fresh("CT_small.dcm")
     ds.PatientName = "Changed^Only^Here"
-    assert Path(get_testdata_file("CT_small.dcm")).read_bytes() == original
+    assert Path(testdata("CT_small.dcm")).read_bytes() == original
     assert generate_uid() != generate_uid()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -67,7 +68,7 @@ async def test_tampered_and_truncated_tokens_are_unknown(client: httpx.AsyncClie
     assert views(world) == 0
 
 
-async def test_a_burst_of_ten_thousand_guesses_finds_nothing_and_is_slowed(app, world: ShareWorld) -> None:  # type: ignore[no-untyped-def]
+async def test_a_burst_of_ten_thousand_guesses_finds_nothing_and_is_slowed(app: Any, world: ShareWorld) -> None:
     created = world.share()
     attacker = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.66.6.6", 1)),
                                  base_url="http://testserver")
