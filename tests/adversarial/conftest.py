@@ -59,7 +59,7 @@ def store_env(tmp_path: Path) -> Iterator[StoreEnv]:
     engine.dispose()
 
 
-def testdata(name: str) -> str:
+def sample_path(name: str) -> str:
     """Path of a pydicom test file."""
     path = get_testdata_file(name)
     assert isinstance(path, str), name
@@ -70,7 +70,7 @@ def real(name: str) -> Dataset:
     """A pydicom test file, read (warnings off: some are deliberately odd)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(testdata(name))
+        return pydicom.dcmread(sample_path(name))
 
 
 def fresh(name: str, *, patient_id: str = "ADV-1", patient_name: str = "Adverse^Ada") -> Dataset:

@@ -31,7 +31,7 @@ from imaging.errors import (
 from imaging.render import render
 from store.importer import ImportProblem, import_bytes, import_path
 from store.models import Instance, Patient
-from tests.adversarial.conftest import StoreEnv, fresh, real, testdata, to_bytes, zip_of
+from tests.adversarial.conftest import StoreEnv, fresh, real, sample_path, to_bytes, zip_of
 
 NOT_IMAGES = "I couldn't find any medical images in this file."
 
@@ -168,7 +168,7 @@ def test_dicomdir_naming_files_outside_the_medium_is_refused(store_env: StoreEnv
     outside.write_bytes(to_bytes(fresh("CT_small.dcm", patient_id="SOMEONE-ELSE")))
     medium = tmp_path / "cd"
     medium.mkdir()
-    dicomdir = pydicom.dcmread(testdata("DICOMDIR"))
+    dicomdir = pydicom.dcmread(sample_path("DICOMDIR"))
     for record in dicomdir.DirectoryRecordSequence:
         if "ReferencedFileID" in record:
             record.ReferencedFileID = ["..", "secret.dcm"]
@@ -259,7 +259,7 @@ def test_signed_16_bit_padding_is_shown_black() -> None:
 
 
 def test_palette_colour_image_renders_in_colour() -> None:
-    ds = pydicom.dcmread(testdata("OT-PAL-8-face.dcm"), force=True)
+    ds = pydicom.dcmread(sample_path("OT-PAL-8-face.dcm"), force=True)
     picture = render(ds, 0).pixels
     assert picture.ndim == 3 and picture.shape[2] == 3
     assert np.abs(picture[..., 0].astype(int) - picture[..., 2].astype(int)).mean() > 5
@@ -301,9 +301,9 @@ def test_a_damaged_file_in_a_zip_does_not_spoil_the_rest(store_env: StoreEnv) ->
 
 def test_demo_folder_copy_is_independent(tmp_path: Path) -> None:
     # Guard for the tests above: the pydicom test files are never modified in place.
-    original = Path(testdata("CT_small.dcm")).read_bytes()
-    shutil.copy(testdata("CT_small.dcm"), tmp_path / "copy.dcm")
+    original = Path(sample_path("CT_small.dcm")).read_bytes()
+    shutil.copy(sample_path("CT_small.dcm"), tmp_path / "copy.dcm")
     ds = fresh("CT_small.dcm")
     ds.PatientName = "Changed^Only^Here"
-    assert Path(testdata("CT_small.dcm")).read_bytes() == original
+    assert Path(sample_path("CT_small.dcm")).read_bytes() == original
     assert generate_uid() != generate_uid()

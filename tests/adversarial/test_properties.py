@@ -24,11 +24,11 @@ from store.db import make_engine, session_factory, upgrade
 from store.filestore import FileStore
 from store.importer import ImportProblem, ImportReport, import_bytes
 from store.models import Instance
-from tests.adversarial.conftest import testdata
+from tests.adversarial.conftest import sample_path
 
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_gdcm.dcm",
            "emri_small.dcm", "US1_J2KR.dcm", "OBXXXX1A_rle.dcm", "rtdose_1frame.dcm", "SC_ybr_full_uncompressed.dcm"]
-ORIGINALS = {name: Path(testdata(name)).read_bytes() for name in SOURCES}
+ORIGINALS = {name: Path(sample_path(name)).read_bytes() for name in SOURCES}
 MAX_PIXELS = 8_000_000  # generous for these files; a mutated header claiming more is refused before allocating
 EXAMPLES = int(os.environ.get("LIGHTBOX_PROPERTY_EXAMPLES", "40"))  # raise it for a deeper run
 
@@ -158,5 +158,5 @@ def test_the_unmutated_sources_import_and_render(store: tuple[object, FileStore]
     # The mutations start from files that work: a failure above is the mutation's doing.
     for name, data in ORIGINALS.items():
         check_render(data, tmp_path)
-        picture = render(testdata(name), 0)
+        picture = render(sample_path(name), 0)
         assert picture.pixels.std() > 0, name
