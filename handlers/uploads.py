@@ -10,6 +10,7 @@ removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -51,8 +52,11 @@ class ProgressMessage:
         self.loop = loop
         self.last = 0.0
         self.pending: asyncio.Future[Any] | None = None
+        self.closed = False
 
     def __call__(self, done: int, total: int) -> None:  # called from the import thread
+        if self.closed:
+            return
         now = time.monotonic()
         if now - self.last < PROGRESS_EVERY_S and done < total:
             return
@@ -67,6 +71,14 @@ class ProgressMessage:
             await self.message.edit_text(text, parse_mode=ParseMode.HTML)
         except TelegramError:
             pass  # progress is a courtesy; the summary follows anyway
+
+    async def settle(self) -> None:
+        """No more progress; wait for an edit still on its way (Telegram may be retrying it), so that it
+        can never land after, and overwrite, the summary."""
+        self.closed = True
+        if self.pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self.pending)
 
 
 def _safe_name(name: str | None) -> str:
@@ -158,10 +170,10 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             raise
         await in_thread(enqueue_upload, services, asker, target, status.message_id)
         return
+    progress = ProgressMessage(status, asyncio.get_running_loop())
     try:
         telegram_file = await document.get_file()
         await telegram_file.download_to_drive(custom_path=target)
-        progress = ProgressMessage(status, asyncio.get_running_loop())
         report = await in_thread(
             import_path,
             services.sessions,
@@ -174,10 +186,12 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         # Files kept aside as conflicts have no row: nobody could see or erase them, so they go.
         await in_thread(discard_unfiled, services.sessions, services.files, [c.storage_key for c in report.conflicts])
     except ImportProblem as exc:
+        await progress.settle()
         await status.edit_text(texts.render("upload_failed", reason=str(exc)), parse_mode=ParseMode.HTML)
         return
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    await progress.settle()
     await finish_import(update, context, asker, status, report)
 
 
