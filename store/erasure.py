@@ -53,6 +53,15 @@ def forget_patient(
                 .where(Study.patient_id == patient_id, Instance.storage_key.is_not(None))
             )
         )
+        # Copies fetched from a PACS live in this worker's cache under their SOP Instance UID.
+        remote_uids = list(
+            session.scalars(
+                select(Instance.sop_instance_uid)
+                .join(Series, Series.id == Instance.series_id)
+                .join(Study, Study.id == Series.study_id)
+                .where(Study.patient_id == patient_id, Instance.remote_url != "")
+            )
+        )
         report = ErasureReport(
             studies=_count(session, Study, Study.patient_id == patient_id),
             instances=_count(
@@ -73,6 +82,11 @@ def forget_patient(
         if key and files.exists(key):
             files.delete(key)
             removed += 1
+    pacs_cache = getattr(files, "cache", None)
+    if pacs_cache is not None and hasattr(pacs_cache, "remove"):
+        for uid in remote_uids:
+            if pacs_cache.remove(uid):
+                removed += 1
     if cache is not None:
         cache.clear(namespace)
     return ErasureReport(**{**report.__dict__, "files": removed})

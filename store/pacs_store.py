@@ -67,6 +67,19 @@ class FileCache:
                 self._size = self._evict(keep=path)
         return path
 
+    def remove(self, key: str) -> bool:
+        """Drop the cached copy of ``key`` (erasure); ``True`` if there was one."""
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        with self._lock:
+            if self._size is not None:
+                self._size = max(0, self._size - size)
+        return True
+
     def size(self) -> int:
         """Bytes held now (walks the folder)."""
         return sum(p.stat().st_size for p in self.root.rglob("*.dcm")) if self.root.exists() else 0
