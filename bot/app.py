@@ -58,6 +58,18 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     )
 
 
+def housekeeping(services: Services) -> tuple[int, int]:
+    """Start-up tidying (worker thread): temporary files a killed import left, and stored files no row
+    names (a crash between erasing rows and files). Returns (temporaries removed, orphans removed)."""
+    from store.erasure import sweep_orphan_files
+
+    temporaries = services.files.remove_stale_temporaries()
+    orphans = sweep_orphan_files(services.sessions, services.files)
+    if temporaries or orphans:
+        log.info("housekeeping removed %d temporary and %d orphan files", temporaries, orphans)
+    return temporaries, orphans
+
+
 async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
 

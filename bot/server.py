@@ -265,7 +265,7 @@ async def run_bot(
 
     ``base_url``/``base_file_url`` point PTB at another Bot API server (the sandbox in tests).
     """
-    from bot.app import build_application, build_services, running
+    from bot.app import build_application, build_services, housekeeping, running
     from bot.persistence import DatabasePersistence
 
     if not settings.bot_token:
@@ -278,6 +278,7 @@ async def run_bot(
     server = WebServer(host, port)
     server.bind()
     services = build_services(settings)
+    tidy = asyncio.create_task(asyncio.to_thread(housekeeping, services))
     application = build_application(
         services,
         settings.bot_token,
@@ -344,6 +345,8 @@ async def run_bot(
             await application.stop()
             await application.shutdown()
     finally:
+        with contextlib.suppress(Exception):
+            await tidy  # housekeeping is best effort; its errors must not hide the real one
         bind = services.sessions.kw.get("bind")
         if bind is not None:
             bind.dispose()

@@ -39,3 +39,32 @@ async def test_opened_and_locked_notices_reach_the_patients_chat(tmp_path: Path)
             # Nothing for a link that does not exist.
             await share_notifier(app, services.sessions)("0" * 32)
         assert len(ann.bot_messages) == 2
+
+
+def test_housekeeping_removes_orphans_but_not_files_with_rows(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from bot.app import housekeeping
+    from store.models import Instance, Series
+
+    services = build_services(Settings(data_dir=tmp_path / "data"))
+    kept = services.files.put(b"DICM a file with a row")
+    orphan = services.files.put(b"DICM a file nobody names")
+    fresh_orphan = services.files.put(b"DICM an import's file whose row is not written yet")
+    with services.sessions() as session, session.begin():
+        patient = Patient(name="House^Keeping")
+        session.add(patient)
+        session.flush()
+        study = Study(patient_id=patient.id, study_uid="7.7")
+        study.series.append(Series(series_uid="7.7.1"))
+        session.add(study)
+        session.flush()
+        session.add(Instance(series_id=study.series[0].id, sop_instance_uid="7.7.1.1", storage_key=kept.key))
+    old = time.time() - 7200
+    for key in (kept.key, orphan.key):
+        os.utime(services.files.path(key), (old, old))
+    assert housekeeping(services) == (0, 1)
+    assert services.files.exists(kept.key)
+    assert not services.files.exists(orphan.key)
+    assert services.files.exists(fresh_orphan.key)  # too young: its import may still be running
