@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import inspect
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -110,7 +111,7 @@ def instance_source(files: FileSource, instance: Instance) -> Path | Dataset:
     Blocking: call it in a worker thread. Raises :class:`~store.dicomweb.DicomWebError` if the PACS fails."""
     if _from_pacs(files, instance):
         assert isinstance(files, PacsFileStore)
-        return files.fetch(instance)
+        return files.fetch_source(instance)
     if instance.storage_key:
         return files.image_source(instance.storage_key)
     raise UnknownInstance("the instance has no file here")
@@ -124,7 +125,7 @@ def instance_opener(files: FileSource, instance: Instance) -> Callable[[], Binar
     pacs = files
 
     def open_remote() -> BinaryIO:
-        return pacs.fetch(instance).open("rb")
+        return io.BytesIO(pacs.fetch_bytes(instance))
 
     return open_remote
 

@@ -122,7 +122,11 @@ class PacsFileStore(FileStore):
         return str(row[0]), str(row[1])
 
     def fetch(self, instance: Instance) -> Path:
-        """The local copy of a PACS instance: from the cache, or retrieved now (WADO-RS) and cached."""
+        """The cached file of a PACS instance: from the cache, or retrieved now (WADO-RS) and cached.
+
+        With encryption at rest the cached file is sealed like every stored file: read it through
+        :meth:`fetch_bytes` or :meth:`fetch_source`, never as a plain path.
+        """
         if not instance.remote_url:
             raise UnknownInstance("the instance has no local file and no PACS copy")
         key = instance.sop_instance_uid
@@ -138,7 +142,18 @@ class PacsFileStore(FileStore):
             raise PacsBadAnswer("the PACS sent a DICOM file that cannot be read") from exc
         if sop_uid != instance.sop_instance_uid:
             raise PacsBadAnswer("the PACS sent a different instance than the one asked for")
-        return self.cache.put(key, data)
+        return self.cache.put(key, self.cipher.seal(data) if self.cipher is not None else data)
+
+    def fetch_bytes(self, instance: Instance) -> bytes:
+        """The plain DICOM bytes of a PACS instance (decrypted when the cache is sealed)."""
+        stored = self.fetch(instance).read_bytes()
+        return self._decode(stored)
+
+    def fetch_source(self, instance: Instance) -> Path | Dataset:
+        """What imaging reads for a PACS instance: the cached path, or with encryption the dataset in memory."""
+        if self.cipher is None:
+            return self.fetch(instance)
+        return pydicom.dcmread(io.BytesIO(self.fetch_bytes(instance)), force=True)
 
 
 def local_path(files: FileStore, instance: Instance) -> Path | Dataset:
@@ -148,7 +163,7 @@ def local_path(files: FileStore, instance: Instance) -> Path | Dataset:
     if instance.storage_key and files.exists(instance.storage_key):
         return files.image_source(instance.storage_key)  # a dataset in memory when encrypted at rest
     if isinstance(files, PacsFileStore) and instance.remote_url:
-        return files.fetch(instance)
+        return files.fetch_source(instance)
     raise UnknownInstance("the instance has no local file here")
 
 
