@@ -7,8 +7,10 @@ set, where it fails them: CI must prove every service.
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,35 @@ def chromium_browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database for one test: an SQLite file, or a new database on the session's PostgreSQL
+    (dropped afterwards). ``backend`` is "sqlite" or "postgresql"."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from store.db import upgrade
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    admin_url = request.getfixturevalue("postgres_url")
+    name = "t_" + secrets.token_hex(6)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ series) imported through the real importer, a controllable clock, and the viewer
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 import warnings
@@ -20,17 +19,17 @@ import pytest
 import uvicorn
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from share.links import CreatedShare, create_share
 from share.ratelimit import FailureLimiter
 from share.web import create_app
-from store.db import make_engine, session_factory, transaction, upgrade
+from store.db import make_engine, session_factory, transaction
 from store.filestore import FileStore
 from store.importer import import_path
 from store.models import Patient, PatientIdentifier, Series, Study
+from tests.conftest import fresh_database
 from tests.services import free_port
 
 
@@ -141,24 +140,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[str]:
     """A fresh migrated database: an SQLite file, or a new database on the session's PostgreSQL."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
-        upgrade(url)
+    with fresh_database(backend, request, tmp_path) as url:
         yield url
-        return
-    admin_url = request.getfixturevalue("postgres_url")
-    name = "share_" + secrets.token_hex(6)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
