@@ -15,6 +15,7 @@ from bot.demo_data import DemoSeries, DemoStudy, build_demo_files
 from bot.sandbox import BotApiSandbox, TelegramDriver
 from bot.sandbox.driver import ChatUser
 from bot.settings import Settings
+from bot.workers import JobRunner
 from handlers.services import Services
 from store.importer import import_path
 from store.linking import create_link_code, find_patient_by_identifier
@@ -63,13 +64,29 @@ def study(key: str, days_ago: int, modality: str, description: str, body_part: s
                      (DemoSeries(source, f"{description} series", copies=copies, spacing_mm=5.0),))
 
 
-@pytest.fixture
-async def lightbox(tmp_path: Path) -> AsyncIterator[Lightbox]:
-    settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9")
+async def running_lightbox(tmp_path: Path, settings: Settings | None = None, *, jobs: bool = False,
+                           progress_every: float = 0.2, timeout: float = 20.0) -> AsyncIterator[Lightbox]:
+    """The real Application on a fresh sandbox; with ``jobs`` also a job runner beside it, as in
+    ``lightbox run`` (uploads and cines then become database jobs)."""
+    settings = settings or Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9")
     services = build_services(settings)
+    services.background_jobs = jobs
     async with BotApiSandbox() as sandbox:
         app = build_application(services, sandbox.token, base_url=sandbox.base_url,
                                 base_file_url=sandbox.base_file_url, pace_interval=0.01)
         async with running(app, timeout=1):
-            yield Lightbox(services, sandbox, TelegramDriver(sandbox, timeout=20.0), tmp_path)
+            runner = JobRunner(app, services, worker="w-test", poll_interval=0.1, progress_every=progress_every)
+            if jobs:
+                await runner.start()
+            try:
+                yield Lightbox(services, sandbox, TelegramDriver(sandbox, timeout=timeout), tmp_path)
+            finally:
+                if jobs:
+                    await runner.stop()
         assert sandbox.spec_violations == []
+
+
+@pytest.fixture
+async def lightbox(tmp_path: Path) -> AsyncIterator[Lightbox]:
+    async for box in running_lightbox(tmp_path):
+        yield box

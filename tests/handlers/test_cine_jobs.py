@@ -20,10 +20,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from bot.app import build_application, build_services, running
-from bot.sandbox import BotApiSandbox, TelegramDriver
 from bot.settings import Settings
-from bot.workers import JobRunner
 from handlers.callbacks import View
 from handlers.chat import asker_sync
 from handlers.cine import DONE_TEXT, NOT_YOURS_TEXT, enqueue_cine
@@ -32,7 +29,7 @@ from store.dicomweb import sync_patient
 from store.models import AccessEvent, Instance, Patient, Series, Study
 from store.models_state import Job
 from store.pacs_store import PacsFileStore
-from tests.handlers.conftest import Lightbox, study
+from tests.handlers.conftest import Lightbox, running_lightbox, study
 
 CT = "CT_small.dcm"
 SLICES = 90  # more than a GIF holds: the job picks CINE_MAX_FRAMES of them
@@ -45,19 +42,8 @@ async def with_jobs(tmp_path: Path) -> AsyncIterator[Lightbox]:
 
 
 async def _bot_with_jobs(tmp_path: Path, settings: Settings) -> AsyncIterator[Lightbox]:
-    services = build_services(settings)
-    services.background_jobs = True
-    async with BotApiSandbox() as sandbox:
-        app = build_application(services, sandbox.token, base_url=sandbox.base_url,
-                                base_file_url=sandbox.base_file_url, pace_interval=0.01)
-        async with running(app, timeout=1):
-            runner = JobRunner(app, services, worker="w-test", poll_interval=0.1, progress_every=0.0)
-            await runner.start()
-            try:
-                yield Lightbox(services, sandbox, TelegramDriver(sandbox, timeout=60.0), tmp_path)
-            finally:
-                await runner.stop()
-        assert sandbox.spec_violations == []
+    async for box in running_lightbox(tmp_path, settings, jobs=True, progress_every=0.0, timeout=60.0):
+        yield box
 
 
 def _frames(data: bytes, frame_ms: int = 100) -> int:

@@ -8,32 +8,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.app import build_application, build_services, running
-from bot.sandbox import BotApiSandbox, TelegramDriver
-from bot.settings import Settings
-from bot.workers import JobRunner
 from imaging.samples import sample_file
 from store.models import ChatLink
 from store.models_state import Job
-from tests.handlers.conftest import Lightbox
+from tests.handlers.conftest import Lightbox, running_lightbox
 from tests.handlers.test_uploads import cd_zip
 
 
 @pytest.fixture
 async def with_jobs(tmp_path: Path) -> AsyncIterator[Lightbox]:
-    settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:9")
-    services = build_services(settings)
-    services.background_jobs = True
-    async with BotApiSandbox() as sandbox:
-        app = build_application(services, sandbox.token, base_url=sandbox.base_url,
-                                base_file_url=sandbox.base_file_url, pace_interval=0.01)
-        async with running(app, timeout=1):
-            runner = JobRunner(app, services, worker="w-test", poll_interval=0.1, progress_every=0.2)
-            await runner.start()
-            try:
-                yield Lightbox(services, sandbox, TelegramDriver(sandbox, timeout=30.0), tmp_path)
-            finally:
-                await runner.stop()
+    async for box in running_lightbox(tmp_path, jobs=True, timeout=30.0):
+        yield box
 
 
 async def test_a_cd_upload_runs_as_a_job_and_still_asks_which_person(with_jobs: Lightbox) -> None:
