@@ -19,12 +19,11 @@ from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import annotations_on, marks_of, study_what
 from handlers.chat import Asker, answer_query, asker_of, edit_picture, in_thread, reply, service
 from handlers.marking_codec import decode_mark, encode_mark
-from handlers.previews import key_slice, preview_jpeg, series_slices
+from handlers.notes import add_annotation
+from handlers.previews import picture_at, preview_jpeg
 from handlers.services import Services
 from imaging.overlays import grid_cell
-from store.audit import record_access
 from store.models import Annotation, Instance, Series, Study
-from store.queries import get_series_for_patient
 
 LABEL_WINDOW = timedelta(minutes=30)
 NOTES_SHOWN = 20
@@ -35,13 +34,10 @@ def _grid_picture(
 ) -> tuple[bytes, int] | None:
     assert asker.patient_id is not None
     with services.sessions() as session:
-        series = get_series_for_patient(session, asker.patient_id, series_ref)
-        if series is None:
+        found = picture_at(session, asker.patient_id, series_ref, slice_index)
+        if found is None:
             return None
-        slices = series_slices(session, asker.patient_id, series)
-        if not slices:
-            return None
-        index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
+        series, slices, index = found
         piece = slices[index]
         marks = marks_of(annotations_on(session, asker.patient_id, piece))
         photo = preview_jpeg(
@@ -62,37 +58,11 @@ def _save_marker(services: Services, asker: Asker, series_ref: str, slice_index:
     sx, sy, sw, sh = grid_cell(sub_cell)
     x, y = cx + (sx + sw / 2) * cw, cy + (sy + sh / 2) * ch
     with services.sessions() as session, session.begin():
-        series = get_series_for_patient(session, asker.patient_id, series_ref)
-        if series is None:
+        found = picture_at(session, asker.patient_id, series_ref, slice_index)
+        if found is None:
             return False
-        slices = series_slices(session, asker.patient_id, series)
-        if not slices:
-            return False
-        piece = slices[min(slice_index, len(slices) - 1)]
-        session.add(
-            Annotation(
-                patient_id=asker.patient_id,
-                instance_id=piece.instance.id,
-                frame=piece.frame,
-                kind="marker",
-                x=x,
-                y=y,
-                text="",
-                author="patient",
-                created_at=services.now(),
-            )
-        )
-        record_access(
-            session,
-            asker.patient_id,
-            "chat",
-            asker.actor_ref,
-            "annotate",
-            study_id=series.study_id,
-            series_id=series.id,
-            instance_id=piece.instance.id,
-            detail="marker",
-        )
+        series, slices, index = found
+        add_annotation(session, asker, series, slices[index], "marker", x=x, y=y, at=services.now())
         return True
 
 

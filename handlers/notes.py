@@ -6,18 +6,61 @@ caption lists them, and the share viewer shows them to the specialist.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import ContextTypes
 
 from handlers.chat import Asker, asker_of, in_thread, reply, service
-from handlers.previews import key_slice, series_slices
+from handlers.previews import Slice, picture_at
 from handlers.services import Services
 from handlers.viewing import view_of_message
 from store.audit import record_access
-from store.models import Annotation
-from store.queries import get_series_for_patient
+from store.models import Annotation, Series
 
 MAX_NOTE_CHARS = 500
+
+
+def add_annotation(
+    session: Session,
+    asker: Asker,
+    series: Series,
+    piece: Slice,
+    kind: str,
+    *,
+    text: str = "",
+    x: float | None = None,
+    y: float | None = None,
+    at: datetime | None = None,
+) -> None:
+    """One note or mark of the patient's on one picture, and its line in the access log."""
+    assert asker.patient_id is not None
+    values = {"created_at": at} if at is not None else {}
+    session.add(
+        Annotation(
+            patient_id=asker.patient_id,
+            instance_id=piece.instance.id,
+            frame=piece.frame,
+            kind=kind,
+            x=x,
+            y=y,
+            text=text,
+            author="patient",
+            **values,
+        )
+    )
+    record_access(
+        session,
+        asker.patient_id,
+        "chat",
+        asker.actor_ref,
+        "annotate",
+        study_id=series.study_id,
+        series_id=series.id,
+        instance_id=piece.instance.id,
+        detail=kind,
+    )
 
 
 def _save(services: Services, asker: Asker, series_ref: str, slice_index: int, text: str) -> str:
@@ -26,44 +69,18 @@ def _save(services: Services, asker: Asker, series_ref: str, slice_index: int, t
 
     assert asker.patient_id is not None
     with services.sessions() as session:
-        series = get_series_for_patient(session, asker.patient_id, series_ref)
-        slices = series_slices(session, asker.patient_id, series) if series is not None else []
-        if slices:
-            index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
-            target = (slices[index].instance.id, slices[index].frame)
-        else:
-            target = None
-    if target is not None and label_newest_marker(services, asker, target[0], target[1], text):
+        found = picture_at(session, asker.patient_id, series_ref, slice_index)
+        target = (found[1][found[2]].instance.id, found[1][found[2]].frame) if found else None
+    if target is None:
+        return ""
+    if label_newest_marker(services, asker, target[0], target[1], text):
         return "labelled"
     with services.sessions() as session, session.begin():
-        series = get_series_for_patient(session, asker.patient_id, series_ref)
-        if series is None:
+        found = picture_at(session, asker.patient_id, series_ref, slice_index)
+        if found is None:
             return ""
-        slices = series_slices(session, asker.patient_id, series)
-        if not slices:
-            return ""
-        index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
-        piece = slices[index]
-        session.add(
-            Annotation(
-                patient_id=asker.patient_id,
-                instance_id=piece.instance.id,
-                frame=piece.frame,
-                kind="note",
-                text=text,
-                author="patient",
-            )
-        )
-        record_access(
-            session,
-            asker.patient_id,
-            "chat",
-            asker.actor_ref,
-            "annotate",
-            study_id=series.study_id,
-            series_id=series.id,
-            instance_id=piece.instance.id,
-        )
+        series, slices, index = found
+        add_annotation(session, asker, series, slices[index], "note", text=text)
         return "note"
 
 

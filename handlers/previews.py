@@ -63,6 +63,23 @@ def series_slices(session: Session, patient_id: int, series: Series) -> list[Sli
     return slices
 
 
+def picture_at(
+    session: Session, patient_id: int, series_ref: str, slice_index: int
+) -> tuple[Series, list[Slice], int] | None:
+    """The patient's series, its pictures and the index of picture ``slice_index`` (-1: the key slice,
+    past the end: the last); ``None`` when the series is not theirs or shows nothing."""
+    from store.queries import get_series_for_patient
+
+    series = get_series_for_patient(session, patient_id, series_ref)
+    if series is None:
+        return None
+    slices = series_slices(session, patient_id, series)
+    if not slices:
+        return None
+    index = key_slice(len(slices)) if slice_index < 0 else min(slice_index, len(slices) - 1)
+    return series, slices, index
+
+
 def key_slice(count: int) -> int:
     """The slice a card opens on: the middle of the stack."""
     return max(0, (count - 1) // 2) if count else 0
