@@ -17,11 +17,11 @@ from telegram.constants import MessageLimit
 from handlers import texts
 from handlers.callbacks import WINDOW_CODES, View, encode_action, encode_view
 from handlers.marking_codec import encode_mark
-from handlers.previews import Slice, best_series, key_slice, preview_jpeg, series_slices
+from handlers.previews import Slice, best_series, picture_at, preview_jpeg
 from handlers.services import Services
 from imaging.overlays import Mark
 from store.models import Annotation, Series, Study
-from store.queries import get_series_for_patient, series_of_study
+from store.queries import series_of_study
 
 CT_WINDOW_BUTTONS = (("b", "Brain"), ("l", "Lung"), ("o", "Bone"), ("a", "Soft tissue"))
 PLANE_WORDS = {"axial": "slices across the body", "sagittal": "side view", "coronal": "front view", "oblique": "angled"}
@@ -160,13 +160,10 @@ def marks_of(annotations: list[Annotation]) -> list[Mark]:
 
 def build_card(services: Services, session: Session, patient_id: int, view: View) -> Card | None:
     """Render the card for ``view``; ``None`` when the series is not this patient's or has no picture."""
-    series = get_series_for_patient(session, patient_id, view.series)
-    if series is None:
+    found = picture_at(session, patient_id, view.series, view.slice)
+    if found is None:
         return None
-    slices = series_slices(session, patient_id, series)
-    if not slices:
-        return None
-    index = key_slice(len(slices)) if view.slice < 0 else min(view.slice, len(slices) - 1)
+    series, slices, index = found
     view = view.with_(slice=index)
     piece = slices[index]
     study = series.study
