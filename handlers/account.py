@@ -23,6 +23,13 @@ from store.render_cache import RenderCache
 log = logging.getLogger("lightbox.account")
 FORGET_NONCE_KEY = "forget_nonce"
 LANGUAGES = {"en": "English", "de": "Deutsch", "es": "Español", "ru": "Русский"}
+# Said in the chosen language: what is translated so far.
+LANGUAGE_NOTES = {
+    "en": "",
+    "de": "Erklärungen und die wichtigsten Nachrichten kommen auf Deutsch; manche Nachrichten sind noch auf Englisch.",
+    "es": "Las explicaciones y los mensajes principales irán en español; algunos mensajes siguen en inglés.",
+    "ru": "Объяснения и основные сообщения будут на русском; некоторые сообщения пока на английском.",
+}
 
 ACTION_WORDS = {
     "view": "you looked at {what}",
@@ -63,6 +70,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     code = (context.args or [""])[0] if context.args else ""
     user, chat = update.effective_user, update.effective_chat
     if not code or user is None or chat is None:
+        await asker_of(update, context)  # the chat's language
         await reply(update, "welcome")
         return
     outcome, studies = await in_thread(_link, service(context), code, user.id, chat.id)
@@ -73,6 +81,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await asker_of(update, context)  # the chat's language
     await reply(update, "help")
 
 
@@ -220,12 +229,7 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
                 link.language = code
 
     await in_thread(save)
-    note = (
-        ""
-        if code == "en"
-        else "Word explanations come in this language where I have them; "
-        "the rest of my messages are in English for now."
-    )
-    text = texts.render("language", changed=True, name=LANGUAGES[code], note=note)
+    texts.current_language.set(code)
+    text = texts.render("language", changed=True, name=LANGUAGES[code], note=LANGUAGE_NOTES[code])
     await query.edit_message_text(text, parse_mode=ParseMode.HTML)
     return True

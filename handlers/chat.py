@@ -40,10 +40,14 @@ class Asker:
         return f"chat:{self.chat_link_id}" if self.chat_link_id else "chat"
 
 
-def asker_sync(session: Session, telegram_user_id: int, chat_id: int) -> Asker:
+def asker_sync(session: Session, telegram_user_id: int, chat_id: int, telegram_language: str = "en") -> Asker:
+    """Who is asking. The language is the one chosen with /language, else the Telegram app's language
+    when Lightbox speaks it, else English."""
+    spoken = (telegram_language or "en")[:2].lower()
+    fallback = spoken if spoken in texts.LANGUAGES else "en"
     link = chat_link_for_user(session, telegram_user_id)
     if link is None:
-        return Asker(telegram_user_id, chat_id, None, "", None, True, "en")
+        return Asker(telegram_user_id, chat_id, None, "", None, True, fallback)
     from store.models import Patient
 
     patient = session.get(Patient, link.patient_id)
@@ -54,7 +58,7 @@ def asker_sync(session: Session, telegram_user_id: int, chat_id: int) -> Asker:
         patient.public_id if patient else "",
         link.id,
         link.protect_content,
-        link.language or "en",
+        link.language if link.language in texts.LANGUAGES else fallback,
     )
 
 
@@ -70,16 +74,29 @@ async def asker_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Asker:
     chat = update.effective_chat
     user_id = user.id if user else 0
     chat_id = chat.id if chat else user_id
+    spoken = (user.language_code if user else None) or "en"
 
     def load() -> Asker:
         with services.sessions() as session:
-            return asker_sync(session, user_id, chat_id)
+            return asker_sync(session, user_id, chat_id, spoken)
 
-    return await in_thread(load)
+    asker = await in_thread(load)
+    texts.current_language.set(asker.language)
+    return asker
+
+
+def speak_as_user(update: Update) -> None:
+    """Until the asker is known, reply in the Telegram app's language when Lightbox speaks it."""
+    if texts.current_language.get():
+        return
+    user = update.effective_user
+    spoken = ((user.language_code if user else None) or "en")[:2].lower()
+    texts.current_language.set(spoken if spoken in texts.LANGUAGES else "en")
 
 
 async def reply(update: Update, name: str, /, *, reply_markup: Any = None, **values: Any) -> None:
-    """Answer the update's chat with template ``name``."""
+    """Answer the update's chat with template ``name``, in the asker's language."""
+    speak_as_user(update)
     message = update.effective_message
     text = texts.render(name, **values)
     if message is not None:

@@ -7,6 +7,7 @@ tg-spoiler, blockquote).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from datetime import date, datetime
 from pathlib import Path
@@ -100,9 +101,25 @@ def environment() -> Environment:
     return env
 
 
+LANGUAGES = ("en", "de", "es", "ru")
+# The language of the update being handled: set by handlers.chat.asker_of for the update's task, so
+# every reply of that update speaks it without threading it through each call.
+# '' = not known yet: handlers.chat.reply then takes the Telegram app's language.
+current_language: contextvars.ContextVar[str] = contextvars.ContextVar("lightbox_language", default="")
+
+
+def template_name(name: str, lang: str) -> str:
+    """``<lang>/<name>.html`` where that translation exists, else the English ``<name>.html``."""
+    if lang != "en" and (TEMPLATES_DIR / lang / f"{name}.html").is_file():
+        return f"{lang}/{name}.html"
+    return f"{name}.html"
+
+
 def render(name: str, /, **values: Any) -> str:
-    """Render ``templates/<name>.html`` and keep it within Telegram's message length."""
-    text = environment().get_template(f"{name}.html").render(**values).strip()
+    """Render template ``name`` in the update's language (English where it has no translation yet) and keep
+    it within Telegram's message length."""
+    template = environment().get_template(template_name(name, current_language.get() or "en"))
+    text = template.render(**values).strip()
     return clip(text, MessageLimit.MAX_TEXT_LENGTH)
 
 

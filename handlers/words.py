@@ -8,6 +8,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from glossary.lookup import Glossary, default_glossary
+from handlers import texts
 from handlers.callbacks import encode_action
 from handlers.chat import asker_of, in_thread, reply, service
 
@@ -62,13 +63,14 @@ async def explain_term(
 ) -> None:
     """Explain one word or phrase from the glossary, with buttons for related words.
 
-    The explanation comes in the chat's chosen language; while the chat has not chosen one (English is
-    the default), a question asked in German, Spanish or Russian is answered in that language.
+    The explanation comes in the chat's language; a question asked in German, Spanish or Russian is
+    answered in that language (and so is the rest of the reply).
     """
     asker = await asker_of(update, context)
     lang = asker.language if asker.language in LANGUAGES else "en"
-    if lang == "en" and asked_in in LANGUAGES:
+    if asked_in in LANGUAGES and asked_in != "en":
         lang = asked_in
+        texts.current_language.set(lang)
     result = await in_thread(glossary().lookup, term or "")
     if result.best is None:
         suggestions = [(c.id, c.term) for c in result.suggestions]

@@ -120,7 +120,8 @@ class ChatLink(Base):
     telegram_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), index=True)
-    language: Mapped[str] = mapped_column(String(8), default="en")
+    # '' until the patient picks one with /language (then the Telegram app's language is used).
+    language: Mapped[str] = mapped_column(String(8), default="")
     protect_content: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -288,3 +288,25 @@ async def test_draw_gives_the_patient_a_protected_link_of_their_own(lightbox: Li
     with lightbox.services.sessions() as session:
         row = session.scalars(select(ShareLink)).one()
     assert row.can_annotate and row.download == "none" and row.patient_id == mine
+
+
+async def test_the_chat_speaks_the_patients_language(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-L", "Lang^Lena", [study("mr", 2, "MR", "MRI knee", "KNEE", MR)])
+    lena = lightbox.driver.user("Lena", language_code="de")
+    await lena.command("start")
+    welcome = await lena.wait_for_reply()
+    assert "Ich bin Lightbox" in (welcome.text or "") and "nicht Ende-zu-Ende" in (welcome.text or "")
+    await lena.command("start", lightbox.link_code(mine))
+    linked = await lena.wait_for_reply()
+    assert "verbunden" in (linked.text or "")
+    await lena.command("language")
+    choice = await lena.wait_for_reply()
+    tap = await lena.tap(choice, "Español")
+    await lena.wait_for_answer(tap)
+    await lena.command("help")
+    help_text = await lena.wait_for_reply()
+    assert "Lo que puedo hacer" in (help_text.text or "")
+    ivan = lightbox.driver.user("Ivan", language_code="ru")
+    await ivan.say("покажи моё последнее МРТ")
+    not_linked = await ivan.wait_for_reply()
+    assert "У меня пока нет ваших снимков" in (not_linked.text or "")
