@@ -82,25 +82,18 @@ def chromium_browser() -> Iterator[Any]:
 
 
 @contextmanager
-def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated database for one test: an SQLite file, or a new database on the session's PostgreSQL
-    (dropped afterwards). ``backend`` is "sqlite" or "postgresql"."""
+def new_postgres_database(server_url: str, prefix: str = "t") -> Iterator[str]:
+    """A new, migrated database beside ``server_url``'s on the same PostgreSQL server; dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     from store.db import upgrade
 
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
-        upgrade(url)
-        yield url
-        return
-    admin_url = request.getfixturevalue("postgres_url")
-    name = "t_" + secrets.token_hex(6)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url
@@ -108,6 +101,21 @@ def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database for one test: an SQLite file, or a new database on the session's PostgreSQL
+    (dropped afterwards). ``backend`` is "sqlite" or "postgresql"."""
+    from store.db import upgrade
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    with new_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
 
 
 @pytest.fixture

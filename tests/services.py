@@ -196,6 +196,33 @@ def start_orthanc(workdir: Path, *, username: str = "", password: str = "") -> I
         log.close()
 
 
+# ---------------------------------------------------------------- an app of ours
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise ServiceError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------- dcmtk and Chromium
 
 

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import Update
 
 from bot.workers import ChatOrderedInbox
-from store.db import make_engine, session_factory, upgrade
 from store.models import utcnow
 from store.models_state import ChatLease, InboundUpdate
-from tests.scale.conftest import fresh_database
 
 
 class FakeApplication:
@@ -50,21 +45,6 @@ def message(update_id: int, chat_id: int) -> dict[str, Any]:
     return {"update_id": update_id, "message": {
         "message_id": update_id, "date": 0, "text": "hi",
         "chat": {"id": chat_id, "type": "private"}, "from": {"id": chat_id, "is_bot": False, "first_name": "A"}}}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
-        upgrade(url)
-        engine = make_engine(url)
-        yield session_factory(engine)
-        engine.dispose()
-        return
-    for url in fresh_database(request.getfixturevalue("postgres_url"), "lightbox_inbox"):
-        engine = make_engine(url)
-        yield session_factory(engine)
-        engine.dispose()
 
 
 async def test_updates_alternating_between_two_inboxes_are_processed_in_order_once(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import secrets
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-import uvicorn
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -173,22 +170,9 @@ async def test_with_the_pacs_stopped_the_viewer_says_so_plainly(
     store.source.close()
 
 
-@contextlib.contextmanager
-def _serve(app: Starlette) -> Iterator[str]:
+def _serve(app: Starlette) -> contextlib.AbstractContextManager[str]:
     """The viewer app on a free loopback port, in a thread."""
-    port = services.free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return services.serve_in_thread(app)
 
 
 @pytest.mark.chromium

@@ -11,7 +11,6 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,23 +36,6 @@ from store.models import Instance, Patient
 from store.models_state import BotState
 from store.pacs_store import FileCache, PacsFileStore, local_path
 from tests import services
-from tests.scale.conftest import fresh_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lightbox.sqlite3'}"
-        upgrade(url)
-        engine = make_engine(url)
-        yield session_factory(engine)
-        engine.dispose()
-        return
-    for url in fresh_database(request.getfixturevalue("postgres_url"), "lightbox_state"):
-        engine = make_engine(url)
-        yield session_factory(engine)
-        engine.dispose()
-
 
 # ---------------------------------------------------------------- jobs
 

@@ -3,8 +3,6 @@ series) imported through the real importer, a controllable clock, and the viewer
 
 from __future__ import annotations
 
-import threading
-import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +14,6 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
-import uvicorn
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from sqlalchemy import select
@@ -30,7 +27,7 @@ from store.filestore import FileStore
 from store.importer import import_path
 from store.models import Patient, PatientIdentifier, Series, Study
 from tests.conftest import fresh_database
-from tests.services import free_port
+from tests.services import serve_in_thread
 
 
 class Clock:
@@ -209,19 +206,8 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-un
 @pytest.fixture
 def served(app: Any) -> Iterator[str]:
     """The app on a free loopback port, in a thread, for one test."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def pixels_of(data: bytes) -> np.ndarray:
