@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.callbacks import encode_action
-from handlers.chat import answer_query, asker_of, in_thread, reply, service
+from handlers.chat import answer_query, asker_of, in_thread, linked_asker, reply, service
 from handlers.services import Services
 from store.audit import recent_activity
 from store.erasure import ErasureReport, forget_patient
@@ -135,9 +135,8 @@ def _activity(services: Services, patient_id: int) -> list[dict[str, str]]:
 
 async def activity(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/activity: who looked at the patient's images, newest first."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     rows = await in_thread(_activity, service(context), asker.patient_id)
     await reply(update, "activity", events=rows)
@@ -145,12 +144,11 @@ async def activity(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/forget: ask for confirmation with a one-time button."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     services = service(context)
-    patient_id = asker.patient_id
+    patient_id = asker.linked_patient_id
 
     def count() -> int:
         with services.sessions() as session:
@@ -185,9 +183,8 @@ async def forget_answer(update: Update, context: ContextTypes.DEFAULT_TYPE, conf
     if not confirmed:
         await reply(update, "forget_done", deleted=False, studies=0, files=0, links=0)
         return True
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return True
     services = service(context)
     cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None

@@ -35,6 +35,13 @@ class Asker:
     language: str
 
     @property
+    def linked_patient_id(self) -> int:
+        """The patient row id of an asker already known to be linked (see :func:`linked_asker`)."""
+        if self.patient_id is None:
+            raise LookupError("this chat is not linked to a patient")
+        return self.patient_id
+
+    @property
     def actor_ref(self) -> str:
         """How the access log names this chat (never the Telegram id itself)."""
         return f"chat:{self.chat_link_id}" if self.chat_link_id else "chat"
@@ -92,6 +99,15 @@ def speak_as_user(update: Update) -> None:
     user = update.effective_user
     spoken = ((user.language_code if user else None) or "en")[:2].lower()
     texts.current_language.set(spoken if spoken in texts.LANGUAGES else "en")
+
+
+async def linked_asker(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Asker | None:
+    """The asker when their chat is linked to a patient; otherwise says so in the chat and gives ``None``."""
+    asker = await asker_of(update, context)
+    if asker.patient_id is None:
+        await reply(update, "not_linked")
+        return None
+    return asker
 
 
 async def reply(update: Update, name: str, /, *, reply_markup: Any = None, **values: Any) -> None:

@@ -65,8 +65,16 @@ def _cine(services: Services, asker: Asker, view: View) -> tuple[bytes, str] | N
         except DicomWebError:
             return None
         data = cine_gif(sources, window=window_choice(view.window))
-        record_access(session, asker.patient_id, "chat", asker.actor_ref, "view", study_id=series.study_id,
-                      series_id=series.id, detail="cine")
+        record_access(
+            session,
+            asker.patient_id,
+            "chat",
+            asker.actor_ref,
+            "view",
+            study_id=series.study_id,
+            series_id=series.id,
+            detail="cine",
+        )
         return data, _caption(series, len(slices))
 
 
@@ -102,8 +110,9 @@ async def play(update: Update, context: ContextTypes.DEFAULT_TYPE, view: View) -
     data, caption = made
     message = update.effective_message
     assert message is not None
-    await message.reply_animation(animation=data, caption=caption, filename="series.gif",
-                                  protect_content=asker.protect_content)
+    await message.reply_animation(
+        animation=data, caption=caption, filename="series.gif", protect_content=asker.protect_content
+    )
     return True
 
 
@@ -115,11 +124,16 @@ def enqueue_cine(services: Services, asker: Asker, view: View, status_message_id
     runner edits that one instead of posting its own)."""
     from store.models_state import Job
 
-    payload = {"series": view.series, "window": view.window, "telegram_user_id": asker.telegram_user_id,
-               "chat_id": asker.chat_id}
+    payload = {
+        "series": view.series,
+        "window": view.window,
+        "telegram_user_id": asker.telegram_user_id,
+        "chat_id": asker.chat_id,
+    }
     with services.sessions() as session, session.begin():
-        job = Job(kind=CINE_JOB, payload=json.dumps(payload), chat_id=asker.chat_id,
-                  progress_message_id=status_message_id)
+        job = Job(
+            kind=CINE_JOB, payload=json.dumps(payload), chat_id=asker.chat_id, progress_message_id=status_message_id
+        )
         session.add(job)
         session.flush()
         return job.id
@@ -174,8 +188,16 @@ def run_cine_job(ctx: Any) -> dict[str, Any]:
     gif.write_bytes(data)
     ctx.report(total, total, {})
     with services.sessions() as session, session.begin():
-        record_access(session, asker.patient_id, "chat", asker.actor_ref, "view", study_id=study_id,
-                      series_id=series_id, detail="cine")
+        record_access(
+            session,
+            asker.patient_id,
+            "chat",
+            asker.actor_ref,
+            "view",
+            study_id=study_id,
+            series_id=series_id,
+            detail="cine",
+        )
     return {"gif": str(gif), "caption": caption, "pictures": count}
 
 
@@ -218,6 +240,11 @@ async def finish_cine_job(application: Any, job: Any, result: dict[str, Any], me
     if asker.patient_id is None:  # the chat was unlinked meanwhile: nothing goes out
         await say(NOT_YOURS_TEXT)
         return
-    await bot.send_animation(chat_id, animation=data, caption=str(result.get("caption", "")),
-                             filename="series.gif", protect_content=asker.protect_content)
+    await bot.send_animation(
+        chat_id,
+        animation=data,
+        caption=str(result.get("caption", "")),
+        filename="series.gif",
+        protect_content=asker.protect_content,
+    )
     await say(DONE_TEXT)

@@ -19,7 +19,17 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import BadCallback
 from handlers.cards import study_what
-from handlers.chat import Asker, answer_query, asker_of, cannot_show, edit_picture, in_thread, reply, service
+from handlers.chat import (
+    Asker,
+    answer_query,
+    asker_of,
+    cannot_show,
+    edit_picture,
+    in_thread,
+    linked_asker,
+    reply,
+    service,
+)
 from handlers.services import Services
 from imaging.compose import side_by_side
 from imaging.errors import RenderError
@@ -155,9 +165,8 @@ def _plan(services: Services, patient_id: int, slots: dict[str, Any], study_ref:
 async def compare(
     update: Update, context: ContextTypes.DEFAULT_TYPE, slots: dict[str, Any], study_ref: str | None = None
 ) -> bool:
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return True
     services = service(context)
     planned = await in_thread(_plan, services, asker.patient_id, slots, study_ref)

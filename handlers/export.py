@@ -58,8 +58,9 @@ def _files_of(services: Services, patient_id: int) -> tuple[list[ExportFile], in
             .join(Series, Series.id == Instance.series_id)
             .join(Study, Study.id == Series.study_id)
             .where(Study.patient_id == patient_id)
-            .order_by(Study.study_date, Study.id, Series.series_number, Series.id, Instance.instance_number,
-                      Instance.id)
+            .order_by(
+                Study.study_date, Study.id, Series.series_number, Series.id, Instance.instance_number, Instance.id
+            )
         )
         for instance, series, study in query:
             if not instance.storage_key or not services.files.exists(instance.storage_key):
@@ -106,29 +107,39 @@ def access_log_csv(services: Services, patient_id: int) -> bytes:
     writer = csv.writer(out)
     writer.writerow(["when (UTC)", "who", "what", "study", "detail"])
     with services.sessions() as session:
-        events = session.query(AccessEvent).where(AccessEvent.patient_id == patient_id).order_by(
-            AccessEvent.at, AccessEvent.id)
+        events = (
+            session.query(AccessEvent)
+            .where(AccessEvent.patient_id == patient_id)
+            .order_by(AccessEvent.at, AccessEvent.id)
+        )
         for event in events:
             study = session.get(Study, event.study_id) if event.study_id else None
-            writer.writerow([
-                event.at.strftime("%Y-%m-%d %H:%M:%S"),
-                event.actor_kind,
-                event.action,
-                (study.study_date.isoformat() if study and study.study_date else "") + (
-                    f" {study.modalities}" if study else ""),
-                event.detail,
-            ])
+            writer.writerow(
+                [
+                    event.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    event.actor_kind,
+                    event.action,
+                    (study.study_date.isoformat() if study and study.study_date else "")
+                    + (f" {study.modalities}" if study else ""),
+                    event.detail,
+                ]
+            )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def build_export(services: Services, patient_id: int, chat_link_id: int | None, limit: int | None = None
-                 ) -> Export:
+def build_export(services: Services, patient_id: int, chat_link_id: int | None, limit: int | None = None) -> Export:
     """Gather the patient's files and access log, and record the export in that log."""
     files, missing = _files_of(services, patient_id)
     parts = zip_parts(files, services.files.read, limit)
     with services.sessions() as session, session.begin():
-        record_access(session, patient_id, "chat", f"chat:{chat_link_id}", "export",
-                      detail=f"{len(files)} files in {len(parts)} parts")
+        record_access(
+            session,
+            patient_id,
+            "chat",
+            f"chat:{chat_link_id}",
+            "export",
+            detail=f"{len(files)} files in {len(parts)} parts",
+        )
     return Export(parts, access_log_csv(services, patient_id), len(files), missing)
 
 
@@ -150,15 +161,26 @@ async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     total = len(export.parts)
     for number, part in enumerate(export.parts, start=1):
         name = "lightbox-images.zip" if total == 1 else f"lightbox-images-part{number}of{total}.zip"
-        caption = "Your images, as the original DICOM files." if total == 1 else (
-            f"Your images, part {number} of {total} (original DICOM files).")
+        caption = (
+            "Your images, as the original DICOM files."
+            if total == 1
+            else (f"Your images, part {number} of {total} (original DICOM files).")
+        )
         await message.reply_document(InputFile(part, filename=name), caption=caption, protect_content=False)
-    await message.reply_document(InputFile(export.access_log, filename="lightbox-access-log.csv"),
-                                 caption="Who looked at your images, and when.", protect_content=False)
+    await message.reply_document(
+        InputFile(export.access_log, filename="lightbox-access-log.csv"),
+        caption="Who looked at your images, and when.",
+        protect_content=False,
+    )
     summary = f"Done: {export.images} image file{'s' if export.images != 1 else ''}"
-    summary += f" in {total} ZIP file{'s' if total != 1 else ''}, and your access log." if total else \
-        ", so no ZIP this time, and your access log."
+    summary += (
+        f" in {total} ZIP file{'s' if total != 1 else ''}, and your access log."
+        if total
+        else ", so no ZIP this time, and your access log."
+    )
     if export.missing:
-        summary += f" {export.missing} picture{'s' if export.missing != 1 else ''} live in your hospital's " \
+        summary += (
+            f" {export.missing} picture{'s' if export.missing != 1 else ''} live in your hospital's "
             "archive, not here, so they are not in the ZIP."
+        )
     await message.reply_text(summary)

@@ -17,7 +17,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import annotations_on, marks_of, study_what
-from handlers.chat import Asker, answer_query, asker_of, edit_picture, in_thread, reply, service
+from handlers.chat import Asker, answer_query, asker_of, edit_picture, in_thread, linked_asker, reply, service
 from handlers.marking_codec import decode_mark, encode_mark
 from handlers.notes import add_annotation
 from handlers.previews import picture_at, preview_jpeg
@@ -148,9 +148,8 @@ def _notes(services: Services, patient_id: int) -> list[dict[str, Any]]:
 
 async def notes_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/notes: the patient's notes and marks, newest first, with a delete button each."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     rows = await in_thread(_notes, service(context), asker.patient_id)
     buttons = [

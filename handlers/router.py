@@ -94,7 +94,12 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     understood = understand(message.text[:MAX_UNDERSTOOD_CHARS], viewing.today_of(context))
     await act(
-        update, context, understood.intent, dict(understood.slots), understood.reason, understood.problems,
+        update,
+        context,
+        understood.intent,
+        dict(understood.slots),
+        understood.reason,
+        understood.problems,
         understood.language,
     )
 

@@ -15,7 +15,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import encode_action
 from handlers.cards import study_what
-from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.chat import Asker, in_thread, linked_asker, reply, service
 from handlers.services import Services
 from handlers.viewing import StudyRequest, current_view, find_requested_study
 from share.links import ShareError, create_annotation_link, create_share, list_shares, revoke_share
@@ -81,9 +81,8 @@ async def share_study(
     recipient: str = "",
 ) -> None:
     """Make a share link and send it (without protect_content, so it can be forwarded) with a QR code."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     services = service(context)
     if hours is not None and (hours < 1 or hours > 720):
@@ -132,9 +131,8 @@ def _links(services: Services, patient_id: int) -> list[dict[str, Any]]:
 
 async def shares_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/shares: active links with a revoke button each."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     rows = await in_thread(_links, service(context), asker.patient_id)
     buttons = [
@@ -160,9 +158,8 @@ def _revoke(services: Services, patient_id: int, public_id: str | None) -> int:
 
 async def revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, public_id: str | None) -> bool:
     """Revoke one link (a button) or all of them ("revoke all my links"). ``False`` if the link is not theirs."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return True
     count = await in_thread(_revoke, service(context), asker.patient_id, public_id)
     if count < 0:
@@ -209,9 +206,8 @@ async def draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
     Sent with protect_content: it is for the patient, not for forwarding (a share link is for doctors).
     """
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     services = service(context)
     view = current_view(context)

@@ -13,7 +13,7 @@ from telegram.ext import ContextTypes
 
 from handlers import texts
 from handlers.cards import first_view
-from handlers.chat import Asker, asker_of, in_thread, reply, service
+from handlers.chat import Asker, in_thread, linked_asker, reply, service
 from handlers.previews import key_slice, series_slices
 from handlers.services import Services
 from imaging.compose import labelled_sheet
@@ -64,9 +64,8 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
 
 
 async def timeline(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     rows, picture = await in_thread(_timeline, service(context), asker)
     text = texts.render("timeline", parts=rows)

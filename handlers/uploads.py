@@ -311,8 +311,9 @@ def enqueue_upload(services: Services, asker: Asker, path: Path, status_message_
         "actor_ref": asker.actor_ref,
         "telegram_user_id": asker.telegram_user_id,
     }
-    return jobs.enqueue(services.sessions, UPLOAD_JOB, payload, chat_id=asker.chat_id,
-                        progress_message_id=status_message_id)
+    return jobs.enqueue(
+        services.sessions, UPLOAD_JOB, payload, chat_id=asker.chat_id, progress_message_id=status_message_id
+    )
 
 
 def run_upload_job(ctx: Any) -> dict[str, Any]:

@@ -15,7 +15,17 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.callbacks import View, encode_action, encode_view
 from handlers.cards import Card, build_card, first_view, study_what
-from handlers.chat import Asker, answer_query, asker_of, cannot_show, edit_picture, in_thread, reply, service
+from handlers.chat import (
+    Asker,
+    answer_query,
+    asker_of,
+    cannot_show,
+    edit_picture,
+    in_thread,
+    linked_asker,
+    reply,
+    service,
+)
 from handlers.services import Services
 from imaging.errors import RenderError
 from store.audit import record_access
@@ -161,12 +171,11 @@ def current_view(context: ContextTypes.DEFAULT_TYPE) -> View | None:
 
 async def show_study(update: Update, context: ContextTypes.DEFAULT_TYPE, request: StudyRequest) -> None:
     """Find the study the patient asked for and send its card."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     services = service(context)
-    patient_id = asker.patient_id
+    patient_id = asker.linked_patient_id
 
     def lookup() -> tuple[View | None, int, str]:
         with services.sessions() as session:
@@ -220,12 +229,11 @@ async def list_studies_reply(
     edit: bool = False,
 ) -> None:
     """/studies: the patient's studies, newest first, a button each."""
-    asker = await asker_of(update, context)
-    if asker.patient_id is None:
-        await reply(update, "not_linked")
+    asker = await linked_asker(update, context)
+    if asker is None:
         return
     services = service(context)
-    patient_id = asker.patient_id
+    patient_id = asker.linked_patient_id
 
     def load() -> tuple[list[dict[str, Any]], int]:
         with services.sessions() as session:
@@ -274,7 +282,7 @@ async def open_study(update: Update, context: ContextTypes.DEFAULT_TYPE, study_r
     if asker.patient_id is None:
         return False
     services = service(context)
-    patient_id = asker.patient_id
+    patient_id = asker.linked_patient_id
 
     def load() -> View | None:
         with services.sessions() as session:
@@ -315,7 +323,7 @@ async def choose_series(update: Update, context: ContextTypes.DEFAULT_TYPE, stud
     if asker.patient_id is None:
         return False
     services = service(context)
-    patient_id = asker.patient_id
+    patient_id = asker.linked_patient_id
 
     def load() -> list[tuple[str, str]] | None:
         with services.sessions() as session:

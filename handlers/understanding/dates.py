@@ -22,8 +22,17 @@ Reference = str | dict[str, Any]
 
 _ORDINAL = re.compile(r"^(\d{1,2})(?:st|nd|rd|th|er|te|ten|o|a|го|е|ое)?$")
 _COMPACT_DURATION = re.compile(r"^(\d{1,4})(h|hr|hrs|d|w|wk|std|ч|д)$")
-_COMPACT_UNITS = {"h": "hour", "hr": "hour", "hrs": "hour", "std": "hour", "ч": "hour", "d": "day", "д": "day",
-                  "w": "week", "wk": "week"}
+_COMPACT_UNITS = {
+    "h": "hour",
+    "hr": "hour",
+    "hrs": "hour",
+    "std": "hour",
+    "ч": "hour",
+    "d": "day",
+    "д": "day",
+    "w": "week",
+    "wk": "week",
+}
 _HOURS = {"minute": 1 / 60, "hour": 1, "day": 24, "week": 168, "month": 720, "year": 8760}
 
 _AMBIGUOUS_SEASONS = frozenset({"fall", "falls", "spring", "springs"})
@@ -64,8 +73,9 @@ def _int(text: str) -> int | None:
 class _Reader:
     """Scans the folded words once, consuming the tokens each expression uses."""
 
-    def __init__(self, words: Sequence[str], tokens: Sequence[Token], cleaned: str, today: dt.date,
-                 lexicon: Lexicon) -> None:
+    def __init__(
+        self, words: Sequence[str], tokens: Sequence[Token], cleaned: str, today: dt.date, lexicon: Lexicon
+    ) -> None:
         self.words = words
         self.tokens = tokens
         self.cleaned = cleaned
@@ -157,7 +167,7 @@ class _Reader:
         return None
 
     def day_month(self, i: int) -> TimeRef | None:
-        """"12 March 2024", "12. März", "12 de marzo de 2024", "March 12th, 2024", "12 марта"."""
+        """ "12 March 2024", "12. März", "12 de marzo de 2024", "March 12th, 2024", "12 марта"."""
         w = self.words
         day: int | None = None
         month: Match | None = None
@@ -195,7 +205,7 @@ class _Reader:
             return None
 
     def month_expr(self, i: int) -> TimeRef | None:
-        """"March 2024", "marzo de 2024", "last March", "this March", "in March", "в марте"."""
+        """ "March 2024", "marzo de 2024", "last March", "this March", "in March", "в марте"."""
         w = self.words
         start = i
         modifier = None
@@ -206,8 +216,11 @@ class _Reader:
         elif this and self.month_at(this.end, context=True):
             modifier, i = "this", this.end
         context = modifier is not None or (start > 0 and w[start - 1] in self.lex.month_context)
-        month = self.month_at(i, context=context or (self.year_at(self.skip(i + 1, "of", "de", "del")) is not None
-                                                      if i + 1 < self.n else False))
+        month = self.month_at(
+            i,
+            context=context
+            or (self.year_at(self.skip(i + 1, "of", "de", "del")) is not None if i + 1 < self.n else False),
+        )
         if month is None:
             return None
         mon = int(month.value)
@@ -228,7 +241,7 @@ class _Reader:
         return TimeRef(start, end, _month(y, mon))
 
     def ago(self, i: int) -> TimeRef | None:
-        """"two years ago", "a month ago", "vor zwei Jahren", "hace dos años", "два года назад"."""
+        """ "two years ago", "a month ago", "vor zwei Jahren", "hace dos años", "два года назад"."""
         lead = self.word_cue("ago_before", i)
         j = lead.end if lead else i
         count = self.number(j)
@@ -258,7 +271,7 @@ class _Reader:
         return {"date": (self.today - dt.timedelta(days=days)).isoformat()}
 
     def relative_unit(self, i: int) -> TimeRef | None:
-        """"last year", "this month", "the year before last", "vorletztes Jahr", "el año pasado", "в прошлом году"."""
+        """ "last year", "this month", "the year before last", "vorletztes Jahr", "el año pasado", "в прошлом году"."""
         before_last = self.word_cue("before_last", i)
         last = self.word_cue("last", i)
         this = self.word_cue("this", i)
@@ -295,7 +308,7 @@ class _Reader:
         return {"date": (self.today - dt.timedelta(days=7 * back)).isoformat()}
 
     def season_expr(self, i: int) -> TimeRef | None:
-        """"last summer", "this winter", "the summer before last", "summer 2023", "прошлым летом"."""
+        """ "last summer", "this winter", "the summer before last", "summer 2023", "прошлым летом"."""
         before_last = self.word_cue("before_last", i)
         last = self.word_cue("last", i)
         this = self.word_cue("this", i)
@@ -315,8 +328,10 @@ class _Reader:
         season = self.best("seasons", j)
         if season is None:
             return None
-        if back is None and self.words[j] in _AMBIGUOUS_SEASONS and not (
-            (j > 0 and self.words[j - 1] in self.lex.month_context) or self.year_at(j + 1) is not None
+        if (
+            back is None
+            and self.words[j] in _AMBIGUOUS_SEASONS
+            and not ((j > 0 and self.words[j - 1] in self.lex.month_context) or self.year_at(j + 1) is not None)
         ):
             return None  # "a bad fall", "the spring in my step"
         end = season.end
@@ -369,8 +384,16 @@ class _Reader:
     def read(self) -> list[TimeRef]:
         refs: list[TimeRef] = []
         i = 0
-        parsers = (self.numeric_date, self.day_month, self.ago, self.relative_unit, self.season_expr,
-                   self.month_expr, self.day_word, self.year_expr)
+        parsers = (
+            self.numeric_date,
+            self.day_month,
+            self.ago,
+            self.relative_unit,
+            self.season_expr,
+            self.month_expr,
+            self.day_word,
+            self.year_expr,
+        )
         while i < self.n:
             for parse in parsers:
                 try:
@@ -386,8 +409,9 @@ class _Reader:
         return refs
 
 
-def find_time_refs(words: Sequence[str], tokens: Sequence[Token], cleaned: str, today: dt.date,
-                   lexicon: Lexicon) -> list[TimeRef]:
+def find_time_refs(
+    words: Sequence[str], tokens: Sequence[Token], cleaned: str, today: dt.date, lexicon: Lexicon
+) -> list[TimeRef]:
     """Dated study references in the message, in order."""
     return _Reader(words, tokens, cleaned, today, lexicon).read()
 
@@ -410,8 +434,9 @@ def reference_problems(value: Reference, today: dt.date) -> list[str]:
     return []
 
 
-def find_durations(words: Sequence[str], tokens: Sequence[Token], cleaned: str, lexicon: Lexicon,
-                   taken: set[int]) -> list[Duration]:
+def find_durations(
+    words: Sequence[str], tokens: Sequence[Token], cleaned: str, lexicon: Lexicon, taken: set[int]
+) -> list[Duration]:
     """Share durations ("for 48 hours", "3 days", "a week", "на сутки", "minus two days", "-2 days")."""
     reader = _Reader(words, tokens, cleaned, dt.date.today(), lexicon)
     found: list[Duration] = []
@@ -433,8 +458,10 @@ def find_durations(words: Sequence[str], tokens: Sequence[Token], cleaned: str, 
         count = reader.number(j)
         value, k = count if count is not None else (1, j)
         unit = reader.best("units", k)
-        if unit is not None and (count is not None or _duration_lead(words, i, lexicon)) and not any(
-            t in taken for t in range(i, unit.end)
+        if (
+            unit is not None
+            and (count is not None or _duration_lead(words, i, lexicon))
+            and not any(t in taken for t in range(i, unit.end))
         ):
             if reader.word_cue("ago", unit.end) is None:
                 sign = -1 if (minus is not None or (count is not None and _negative_before(reader, j))) else 1

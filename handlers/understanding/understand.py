@@ -37,8 +37,19 @@ from handlers.understanding.lexicon import Lexicon, Match, load_lexicon
 from handlers.understanding.text import Token, clean, tokenize
 
 INTENTS = (
-    "show_study", "list_studies", "explain_term", "describe_current", "compare", "share", "list_shares",
-    "revoke_share", "activity", "privacy", "forget_me", "help", "unknown",
+    "show_study",
+    "list_studies",
+    "explain_term",
+    "describe_current",
+    "compare",
+    "share",
+    "list_shares",
+    "revoke_share",
+    "activity",
+    "privacy",
+    "forget_me",
+    "help",
+    "unknown",
 )
 SLOT_KEYS = ("modality", "body_part", "which", "term", "duration_hours", "recipient", "all")
 
@@ -108,7 +119,7 @@ class _Message:
 
 
 def detect_language(cleaned: str, words: Sequence[str], lexicon: Lexicon) -> str:
-    """"ru" for Cyrillic text; otherwise whichever of en/de/es has the most of its common words (en on ties)."""
+    """ "ru" for Cyrillic text; otherwise whichever of en/de/es has the most of its common words (en on ties)."""
     cyr = sum(1 for c in cleaned if "\u0400" <= c <= "\u04ff")
     lat = sum(1 for c in cleaned if c.isascii() and c.isalpha())
     if cyr > lat:
@@ -242,8 +253,28 @@ def read_explain(msg: _Message) -> tuple[str, str | None, int, int] | None:
             if _mentions(msg, "diagnosis", start, end):
                 return ("diagnosis", None, start, end)
             return ("describe", None, start, end)
-        self_ref = any(w in ("my", "me", "i", "mein", "meine", "mich", "mir", "mi", "mis", "me", "мой", "моя",
-                             "мои", "меня", "мне", "у") for w in term_words)
+        self_ref = any(
+            w
+            in (
+                "my",
+                "me",
+                "i",
+                "mein",
+                "meine",
+                "mich",
+                "mir",
+                "mi",
+                "mis",
+                "me",
+                "мой",
+                "моя",
+                "мои",
+                "меня",
+                "мне",
+                "у",
+            )
+            for w in term_words
+        )
         if self_ref and _mentions(msg, "diagnosis", start, end):
             return ("diagnosis", None, start, end)
         if kind == "weak":
@@ -297,8 +328,31 @@ def bare_glossary_term(msg: _Message) -> str | None:
 
 
 _DEFINITE = frozenset({"the", "der", "die", "das", "el", "la", "los", "las"})
-_MEDICAL_ENDINGS = ("itis", "osis", "oma", "emia", "algia", "ectomy", "plasty", "pathy", "gram", "graphy", "scopy",
-                    "al", "ic", "ia", "ous", "ence", "ance", "ation", "ive", "ary", "oid", "um", "us")
+_MEDICAL_ENDINGS = (
+    "itis",
+    "osis",
+    "oma",
+    "emia",
+    "algia",
+    "ectomy",
+    "plasty",
+    "pathy",
+    "gram",
+    "graphy",
+    "scopy",
+    "al",
+    "ic",
+    "ia",
+    "ous",
+    "ence",
+    "ance",
+    "ation",
+    "ive",
+    "ary",
+    "oid",
+    "um",
+    "us",
+)
 
 
 def _looks_medical(msg: _Message, start: int, end: int) -> bool:
@@ -419,8 +473,10 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
                 break
             if end > start and msg.words[end] in lex.recipient_stop:
                 # "Dr Lee and Dr Kim" is one list of people; "and" before anything else ends it
-                joins = msg.words[end] in _AND and end + 1 < n and (
-                    msg.words[end + 1] in lex.titles or msg.words[end + 1] in _MY
+                joins = (
+                    msg.words[end] in _AND
+                    and end + 1 < n
+                    and (msg.words[end + 1] in lex.titles or msg.words[end + 1] in _MY)
                 )
                 if not joins:
                     break
@@ -473,10 +529,30 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
 
 _AND = frozenset({"and", "und", "y", "и"})
 _MY = frozenset({"my", "mein", "meine", "meinen", "meinem", "mi", "mis", "мой", "моя", "мою", "мое", "мои", "моих"})
-_NOT_PEOPLE = frozenset({"me", "mich", "mir", "меня", "мне", "it", "this", "that", "es", "eso", "это",
-                         "you", "dich", "ti", "тебя", "them", "us"})
-_ARTICLES = frozenset({"a", "an", "the", "my", "einen", "ein", "eine", "den", "das", "un", "una", "el", "la",
-                       "mi", "mein", "meine"})
+_NOT_PEOPLE = frozenset(
+    {
+        "me",
+        "mich",
+        "mir",
+        "меня",
+        "мне",
+        "it",
+        "this",
+        "that",
+        "es",
+        "eso",
+        "это",
+        "you",
+        "dich",
+        "ti",
+        "тебя",
+        "them",
+        "us",
+    }
+)
+_ARTICLES = frozenset(
+    {"a", "an", "the", "my", "einen", "ein", "eine", "den", "das", "un", "una", "el", "la", "mi", "mein", "meine"}
+)
 
 
 def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tuple[str, str | None]:
@@ -540,8 +616,10 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
         return "describe_current", None
     if has("list") and (has("image") or study_mentioned) and not has("thanks"):
         return "list_studies", None
-    if has("list") and any(msg.words[m.start] in ("list", "liste", "lista", "список", "overview", "ubersicht")
-                           for m in msg.cues.get("list", [])):
+    if has("list") and any(
+        msg.words[m.start] in ("list", "liste", "lista", "список", "overview", "ubersicht")
+        for m in msg.cues.get("list", [])
+    ):
         return "list_studies", None
     if has("show") and study_mentioned:
         return "show_study", None
@@ -584,17 +662,32 @@ _OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", 
 
 
 def _is_send_me(msg: _Message, match: Match) -> bool:
-    """"send me my MRI" asks to be shown it, not to share it."""
+    """ "send me my MRI" asks to be shown it, not to share it."""
     return (match.end < len(msg.words) and msg.words[match.end] in ("me", "mir", "me", "мне")) or any(
         m.start == match.start and m.length > match.length for m in msg.cues.get("show", [])
     )
 
 
 def _is_all(msg: _Message) -> bool:
-    """"revoke all my links", "cancel every share", "alle Links", "todos los enlaces", "все ссылки"."""
+    """ "revoke all my links", "cancel every share", "alle Links", "todos los enlaces", "все ссылки"."""
     return any(
-        w in ("all", "every", "everything", "everyone", "alle", "allen", "alles", "todos", "todas", "todo", "все",
-              "всё", "всех", "всем")
+        w
+        in (
+            "all",
+            "every",
+            "everything",
+            "everyone",
+            "alle",
+            "allen",
+            "alles",
+            "todos",
+            "todas",
+            "todo",
+            "все",
+            "всё",
+            "всех",
+            "всем",
+        )
         for w in msg.words
     )
 
@@ -660,14 +753,24 @@ def understand(text: str, today: dt.date) -> Understanding:
         revoke_cues = msg.cues.get("revoke", []) + msg.cues.get("strong_revoke", [])
         at = min((m.start for m in revoke_cues), default=0)
         span = find_recipient(msg, at, ref_tokens)
-        if span is not None and msg.words[span[0] - 1] in ("with", "mit", "con", "с", "со", "for", "fur", "para",
-                                                            "для", "to", "an"):
+        if span is not None and msg.words[span[0] - 1] in (
+            "with",
+            "mit",
+            "con",
+            "с",
+            "со",
+            "for",
+            "fur",
+            "para",
+            "для",
+            "to",
+            "an",
+        ):
             recipient_span = span
         else:
             recipient_span = _owner_of_link(msg, ref_tokens)
 
-    if intent in ("show_study", "list_studies", "compare", "share", "describe_current", "activity",
-                  "revoke_share"):
+    if intent in ("show_study", "list_studies", "compare", "share", "describe_current", "activity", "revoke_share"):
         exclude = set(range(*recipient_span)) if recipient_span else set()
         if other_person(msg, exclude):
             return Understanding("unknown", {}, reason="other_person", language=language)
