@@ -287,6 +287,7 @@ async def run_bot(
         persistence=DatabasePersistence(services.sessions),
     )
     notifier = share_notifier(application, services.sessions)
+    lock_notifier = share_notifier(application, services.sessions, "share_locked")
     worker = new_worker_id()
     jobs = JobRunner(application, services, worker=worker, lease_seconds=settings.lease_seconds)
     services.background_jobs = True  # uploads become jobs any worker can run and take over
@@ -297,7 +298,7 @@ async def run_bot(
                 services.sessions,
                 services.files,
                 on_first_open=notifier,
-                on_locked=share_notifier(application, services.sessions, "share_locked"),
+                on_locked=lock_notifier,
                 with_health=True,
             )
             async with running(application), server.serving(web):
@@ -322,7 +323,7 @@ async def run_bot(
             services.sessions,
             services.files,
             on_first_open=notifier,
-            on_locked=share_notifier(application, services.sessions, "share_locked"),
+            on_locked=lock_notifier,
             extra_routes=[webhook_route(path, application, secret, inbox)],
             with_health=True,
         )
