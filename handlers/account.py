@@ -18,7 +18,6 @@ from store.erasure import ErasureReport, forget_patient
 from store.linking import ExpiredLinkCode, LinkingError, UsedLinkCode, redeem_link_code
 from store.models import ChatLink, Study
 from store.queries import count_studies
-from store.render_cache import RenderCache
 
 log = logging.getLogger("lightbox.account")
 FORGET_NONCE_KEY = "forget_nonce"
@@ -187,7 +186,7 @@ async def forget_answer(update: Update, context: ContextTypes.DEFAULT_TYPE, conf
     if asker is None:
         return True
     services = service(context)
-    cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None
+    cache = services.preview_cache()
     report: ErasureReport = await in_thread(
         forget_patient, services.sessions, services.files, asker.patient_id, cache=cache
     )

@@ -23,7 +23,6 @@ from imaging.transforms import scale_to
 from store.models import Instance, Series
 from store.pacs_store import local_path
 from store.queries import instances_of_series
-from store.render_cache import RenderCache
 
 # Zoom quadrants of the card, in normalised (x, y, w, h) of the picture as shown.
 ZOOM_REGIONS: dict[int, tuple[float, float, float, float]] = {
@@ -151,7 +150,7 @@ def preview_jpeg(
     so erasing the patient clears it). ``marks`` are drawn after the transforms; ``grid`` adds a numbered
     3 x 3 picking grid; ``region`` zooms to a normalised region instead of the view's quadrant.
     Raises imaging's RenderError when it cannot."""
-    cache = RenderCache(services.cache_dir, services.cache_limit_bytes) if services.cache_dir else None
+    cache = services.preview_cache()
     key = preview_key(piece.instance, piece.frame, view, max_size)
     if marks or grid or region:
         key = hashlib.sha256(f"{key}|{marks!r}|{grid}|{region!r}".encode()).hexdigest()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.filestore import FileStore
 from store.models import utcnow
+from store.render_cache import RenderCache
 
 SERVICES_KEY = "lightbox.services"
 
@@ -41,6 +42,17 @@ class Services:
     background_jobs: bool = False
     # Extra hooks bot/ may set (e.g. to refresh a share viewer); called with opaque ids only.
     hooks: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+
+    _preview_cache: RenderCache | None = field(default=None, init=False, repr=False)
+
+    def preview_cache(self) -> RenderCache | None:
+        """The chat previews' render cache (one per process: it keeps a running total of its size, which
+        a fresh object would have to count again by walking the folder)."""
+        if self.cache_dir is None:
+            return None
+        if self._preview_cache is None:
+            self._preview_cache = RenderCache(self.cache_dir, self.cache_limit_bytes)
+        return self._preview_cache
 
     def today(self) -> date:
         """Today's date for resolving 'last March' and the like (UTC)."""
