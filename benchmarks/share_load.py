@@ -99,8 +99,10 @@ def serve(folder: Path, url: str, port: int) -> None:
 
     app = create_app(session_factory(make_engine(url)), FileStore(folder / "dicom"),
                      public_url=f"http://127.0.0.1:{port}", secret_key=b"benchmark-secret-key-32-bytes!!!")
-    # SHARE_LOAD_INLINE=1 measures lookups on the event loop instead of worker threads.
-    app.state.viewer.inline_reads = os.environ.get("SHARE_LOAD_INLINE", "") == "1"
+    # SHARE_LOAD_INLINE=0 or 1 forces image lookups into worker threads or onto the event loop (unset: the
+    # app's own choice, which is the event loop for SQLite).
+    if os.environ.get("SHARE_LOAD_INLINE") in ("0", "1"):
+        app.state.viewer.inline_reads = os.environ["SHARE_LOAD_INLINE"] == "1"
     # SHARE_LOAD_THREADS=N sets how many threads do database lookups.
     app.state.viewer.lookup_threads = int(os.environ.get("SHARE_LOAD_THREADS", app.state.viewer.lookup_threads))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

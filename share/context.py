@@ -13,6 +13,7 @@ manifest need that cookie, so a view limit limits viewing sessions, not image re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import inspect
@@ -30,13 +31,14 @@ import anyio
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydicom.dataset import Dataset
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from share.events import EventBuffer
-from share.links import Clock, LinkState, Scope, find_instance, find_link, link_scope, link_state
+from share.links import Clock, LinkState, Scope, find_instance, find_link, link_scope, link_state, read_link
 from share.ratelimit import FailureLimiter
 from share.render import ImageCache
 from store.db import transaction
@@ -164,11 +166,13 @@ class ViewerContext:
     # How long a link's scope (which studies and series it reaches) is reused; the link itself is re-read
     # on every request, so revocation and expiry still take effect at once.
     scope_ttl: float = 5.0
-    # Short read-only lookups (image requests) on the event loop instead of a worker thread. Measured on a
-    # busy 2-core machine it did not beat threads (benchmarks/share_load.py), so threads stay the default.
-    inline_reads: bool = False
+    # Read-only lookups (image requests) on the event loop instead of a worker thread: None means yes for
+    # SQLite (a local read in WAL mode takes microseconds and never waits for a writer; the thread hop and
+    # GIL hand-over cost more than the read, see benchmarks/share_load.py), no for a networked database.
+    inline_reads: bool | None = None
     lookup_threads: int = 4
     _lookup_limiter: anyio.CapacityLimiter | None = None
+    _flush_wanted: asyncio.Event | None = None
     _scopes: dict[tuple[int, int, str, bool], tuple[float, Scope]] = field(default_factory=dict)
     _instances: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
     templates: Environment = field(
@@ -180,6 +184,14 @@ class ViewerContext:
     def __post_init__(self) -> None:
         if self.events is None:
             self.events = EventBuffer(self.sessions)
+
+    @property
+    def reads_inline(self) -> bool:
+        """Whether read-only lookups run on the event loop (see ``inline_reads``)."""
+        if self.inline_reads is None:
+            bind = self.sessions.kw.get("bind")
+            self.inline_reads = bind is not None and bind.dialect.name == "sqlite"
+        return self.inline_reads
 
     def scope(self, session: Session, link: ShareLink) -> Scope:
         """The link's scope, reused for ``scope_ttl`` seconds (bounded: at most 1,000 links remembered)."""
@@ -217,6 +229,31 @@ class ViewerContext:
     def flush_events(self) -> int:
         """Write buffered image-view events now."""
         return self.events.flush() if self.events is not None else 0
+
+    async def write_events(self) -> None:
+        """The writer task (run by the app's lifespan): write buffered image-view events every
+        ``max_delay`` seconds, or at once when a request says they are due. Runs until cancelled."""
+        assert self.events is not None
+        self._flush_wanted = asyncio.Event()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_wanted.wait(), self.events.max_delay)
+                self._flush_wanted.clear()
+                await anyio.to_thread.run_sync(self.flush_events)
+        finally:
+            self._flush_wanted = None
+
+    async def events_due(self) -> None:
+        """A request found buffered events due: wake the writer task rather than wait for the database
+        (a flush takes tens of milliseconds under load; image requests must not queue behind it). Only
+        without a writer task, or when the buffer is far behind because the database is slow or down,
+        does the request write them itself: back-pressure keeps the buffer's memory bounded."""
+        assert self.events is not None
+        if self._flush_wanted is not None and len(self.events) < self.events.max_items * 10:
+            self._flush_wanted.set()
+        else:
+            await anyio.to_thread.run_sync(self.flush_events)
 
     # ------------------------------------------------------------ pages
 
@@ -285,17 +322,20 @@ class ViewerContext:
         *,
         opening: bool = False,
         need_session: bool = True,
-        inline: bool = False,
+        read_only: bool = False,
     ) -> tuple[T | None, Response | None]:
         """Find the link for ``token`` and run ``work(session, link)`` in one transaction (in a thread).
 
         Returns (result, None) when the link works, else (None, failure response): a 429 for a limited
         address, the 404/410 page after the failure floor, or a 403 when ``need_session`` and the request
         has no viewing session. ``opening`` starts a new session, so a used-up view limit refuses it.
-        ``inline`` runs a short read-only ``work`` on the event loop itself when ``inline_reads`` is on
-        (off by default: it did not measure faster than the small thread pool).
+
+        ``read_only`` is the fast path for requests that change nothing in the database (image views,
+        whose events go to the buffer): the link is read with one Core query as a detached ``ShareLink``,
+        ``work`` gets a session that touches the database only if ``work`` queries it (a cache miss) and
+        is never committed, and on SQLite it all runs on the event loop (``inline_reads``).
         """
-        inline = inline and self.inline_reads
+        inline = read_only and self.reads_inline
         started = time.perf_counter()
         address = self.client_address(request)
         while (wait := self.limiter.begin(address)) < 0:
@@ -304,7 +344,7 @@ class ViewerContext:
             return None, self.too_many(wait)
         try:
             return await self._resolve(request, token, work, address, started, opening=opening,
-                                       need_session=need_session, inline=inline)
+                                       need_session=need_session, read_only=read_only, inline=inline)
         finally:
             self.limiter.finish(address)
 
@@ -318,27 +358,40 @@ class ViewerContext:
         *,
         opening: bool,
         need_session: bool,
+        read_only: bool,
         inline: bool,
     ) -> tuple[T | None, Response | None]:
         now = self.clock()
 
+        def check(link: ShareLink | None) -> tuple[LinkState, bool]:
+            has_session = link is not None and self.has_session(request, link)
+            return link_state(link, now, opening=opening and not has_session), has_session
+
         def lookup() -> tuple[T | None, LinkState, bool]:
             with transaction(self.sessions) as session:
                 link = find_link(session, token)
-                has_session = link is not None and self.has_session(request, link)
-                state = link_state(link, now, opening=opening and not has_session)
-                if state is not LinkState.OK or link is None:
+                state, has_session = check(link)
+                if state is not LinkState.OK or link is None or (need_session and not has_session):
                     return None, state, has_session
-                if need_session and not has_session:
-                    return None, state, False
+                return work(session, link), state, has_session
+
+        def read() -> tuple[T | None, LinkState, bool]:
+            with self.sessions() as session:  # begins a transaction only if work queries; never committed
+                bind = session.get_bind()
+                with bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind) as connection:
+                    link = read_link(connection, token)
+                state, has_session = check(link)
+                if state is not LinkState.OK or link is None or (need_session and not has_session):
+                    return None, state, has_session
                 return work(session, link), state, has_session
 
         for attempt in range(3):
             try:
+                run = read if read_only else lookup
                 if inline:
-                    result, state, has_session = lookup()
+                    result, state, has_session = run()
                 else:
-                    result, state, has_session = await anyio.to_thread.run_sync(lookup, limiter=self._db_threads())
+                    result, state, has_session = await anyio.to_thread.run_sync(run, limiter=self._db_threads())
                 break
             except OperationalError:
                 # SQLite answers a write that raced another writer with "database is locked": the

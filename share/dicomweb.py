@@ -375,7 +375,7 @@ async def rendered(request: Request) -> Response:
         return ctx.json_error(404, "Not in this share.")
     instance, key, due = result
     if due:
-        await run_in_threadpool(ctx.flush_events)
+        await ctx.events_due()
     return await send_picture(ctx, instance, key, req)
 
 

@@ -7,6 +7,8 @@ another, so image views are buffered here and written together: by the app's bac
 downloads and code attempts are still written in their request's own transaction.
 
 What a crash can lose: at most ``max_delay`` seconds of image-view events (never opens or downloads).
+An event whose patient or image was erased while it waited is dropped; a database that is down keeps
+the events here for the next try.
 Each worker process has its own buffer; they all write to the same database.
 """
 
@@ -17,10 +19,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.audit import record_access
+from store.audit import access_row, record_accesses
 from store.db import transaction
 
 log = logging.getLogger(__name__)
@@ -69,17 +73,35 @@ class EventBuffer:
             if not items:
                 return 0
             try:
-                with transaction(self.sessions) as session:
-                    for v in items:
-                        record_access(session, v.patient_id, "share", v.link_public_id, v.action,
-                                      study_id=v.study_id, series_id=v.series_id, instance_id=v.instance_id,
-                                      share_link_id=v.link_id, detail=v.detail, at=v.at)
+                rows = [access_row(v.patient_id, "share", v.link_public_id, v.action, study_id=v.study_id,
+                                   series_id=v.series_id, instance_id=v.instance_id, share_link_id=v.link_id,
+                                   detail=v.detail, at=v.at) for v in items]
+                try:
+                    with transaction(self.sessions) as session:
+                        record_accesses(session, rows)
+                except IntegrityError:
+                    return self._write_one_by_one(rows)
             except Exception:
                 with self._lock:  # keep them for the next try rather than lose them
                     self._items[:0] = items
                 log.exception("could not write %d image-view events; will retry", len(items))
                 return 0
             return len(items)
+
+    def _write_one_by_one(self, rows: list[dict[str, Any]]) -> int:
+        """Write what can be written when the batch broke a constraint: an event whose patient, study or
+        image was erased while it waited (the patient used /forget) is dropped, never retried for ever."""
+        written = 0
+        with transaction(self.sessions) as session:
+            for row in rows:
+                try:
+                    with session.begin_nested():
+                        written += record_accesses(session, [row])
+                except IntegrityError:
+                    pass
+        if written < len(rows):
+            log.info("dropped %d image-view events of erased records", len(rows) - written)
+        return written
 
     def __len__(self) -> int:
         return len(self._items)

@@ -403,14 +403,14 @@ async def image(request: Request) -> Response:
     frame = int(p["frame"])
     req = render_request_from(request, frame)
     work = scoped_instance_work(ctx, p["study"], p["series"], p["sop"], f"frame {frame}", ctx.now())
-    result, failure = await ctx.resolve(request, _token(request), work, inline=True)
+    result, failure = await ctx.resolve(request, _token(request), work, read_only=True)
     if failure is not None:
         return failure
     if result is None:
         return ctx.json_error(404, "Not part of this share.")
     instance, key, due = result
     if due:
-        await run_in_threadpool(ctx.flush_events)
+        await ctx.events_due()
     return await send_picture(ctx, instance, key, req)
 
 
@@ -487,12 +487,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def write_events() -> None:
-            while True:
-                await asyncio.sleep(ctx.events.max_delay if ctx.events else 0.5)
-                await run_in_threadpool(ctx.flush_events)
-
-        writer = asyncio.create_task(write_events())
+        writer = asyncio.create_task(ctx.write_events())
         log.info("share viewer ready")
         try:
             yield

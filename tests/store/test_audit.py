@@ -83,3 +83,22 @@ def test_events_outlive_a_deleted_study(sessions: sessionmaker[Session]) -> None
         events = audit.recent_activity(s, ann_id)
         assert [e.action for e in events] == ["delete", "view"]
         assert all(e.study_id is None for e in events)
+
+
+def test_many_events_in_one_statement_read_back_like_single_ones(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        ann = Patient()
+        s.add(ann)
+        s.flush()
+        rows = [audit.access_row(ann.id, "share", "link1", "share_view", detail=f"frame {k}",
+                                 at=T0 + timedelta(seconds=k)) for k in range(300)]
+        assert audit.record_accesses(s, rows) == 300
+        assert audit.record_accesses(s, []) == 0
+        ann_id = ann.id
+    with sessions() as s:
+        recent = audit.recent_activity(s, ann_id, limit=3)
+        assert [e.detail for e in recent] == ["frame 299", "frame 298", "frame 297"]
+        assert recent[0].at == T0 + timedelta(seconds=299)
+        assert len(s.scalars(select(AccessEvent)).all()) == 300
+    with pytest.raises(audit.AuditError):
+        audit.access_row(ann_id, "share", "x", "peek")
