@@ -166,10 +166,12 @@ class ViewerContext:
     # How long a link's scope (which studies and series it reaches) is reused; the link itself is re-read
     # on every request, so revocation and expiry still take effect at once.
     scope_ttl: float = 5.0
-    # Read-only lookups (image requests) on the event loop instead of a worker thread: None means yes for
-    # SQLite (a local read in WAL mode takes microseconds and never waits for a writer; the thread hop and
-    # GIL hand-over cost more than the read, see benchmarks/share_load.py), no for a networked database.
-    inline_reads: bool | None = None
+    # Where read-only lookups (image requests) run: "loop" on the event loop itself, "thread" in a small
+    # thread pool. None picks "loop" for SQLite (a local read in WAL mode takes microseconds and never
+    # waits for a writer; a thread hop and the GIL hand-over cost more than the read) and "thread" for a
+    # networked database, whose stall must not freeze the viewer. benchmarks/share_load.py measures both
+    # (SHARE_LOAD_READS); an asyncio engine (psycopg async) measured slower than either and was dropped.
+    read_mode: str | None = None
     lookup_threads: int = 4
     _lookup_limiter: anyio.CapacityLimiter | None = None
     _flush_wanted: asyncio.Event | None = None
@@ -186,12 +188,13 @@ class ViewerContext:
             self.events = EventBuffer(self.sessions)
 
     @property
-    def reads_inline(self) -> bool:
-        """Whether read-only lookups run on the event loop (see ``inline_reads``)."""
-        if self.inline_reads is None:
+    def reads(self) -> str:
+        """Where read-only lookups run (``read_mode``, chosen by database when not set)."""
+        if self.read_mode is None:
             bind = self.sessions.kw.get("bind")
-            self.inline_reads = bind is not None and bind.dialect.name == "sqlite"
-        return self.inline_reads
+            local = isinstance(bind, Engine) and bind.dialect.name == "sqlite"
+            self.read_mode = "loop" if local else "thread"
+        return self.read_mode
 
     def scope(self, session: Session, link: ShareLink) -> Scope:
         """The link's scope, reused for ``scope_ttl`` seconds (bounded: at most 1,000 links remembered)."""
@@ -333,9 +336,8 @@ class ViewerContext:
         ``read_only`` is the fast path for requests that change nothing in the database (image views,
         whose events go to the buffer): the link is read with one Core query as a detached ``ShareLink``,
         ``work`` gets a session that touches the database only if ``work`` queries it (a cache miss) and
-        is never committed, and on SQLite it all runs on the event loop (``inline_reads``).
+        is never committed; where it runs is ``read_mode``.
         """
-        inline = read_only and self.reads_inline
         started = time.perf_counter()
         address = self.client_address(request)
         while (wait := self.limiter.begin(address)) < 0:
@@ -344,7 +346,7 @@ class ViewerContext:
             return None, self.too_many(wait)
         try:
             return await self._resolve(request, token, work, address, started, opening=opening,
-                                       need_session=need_session, read_only=read_only, inline=inline)
+                                       need_session=need_session, read_only=read_only)
         finally:
             self.limiter.finish(address)
 
@@ -359,39 +361,36 @@ class ViewerContext:
         opening: bool,
         need_session: bool,
         read_only: bool,
-        inline: bool,
     ) -> tuple[T | None, Response | None]:
         now = self.clock()
 
-        def check(link: ShareLink | None) -> tuple[LinkState, bool]:
+        def judged(session: Session, link: ShareLink | None) -> tuple[T | None, LinkState, bool]:
             has_session = link is not None and self.has_session(request, link)
-            return link_state(link, now, opening=opening and not has_session), has_session
+            state = link_state(link, now, opening=opening and not has_session)
+            if state is not LinkState.OK or link is None or (need_session and not has_session):
+                return None, state, has_session
+            return work(session, link), state, has_session
 
         def lookup() -> tuple[T | None, LinkState, bool]:
             with transaction(self.sessions) as session:
-                link = find_link(session, token)
-                state, has_session = check(link)
-                if state is not LinkState.OK or link is None or (need_session and not has_session):
-                    return None, state, has_session
-                return work(session, link), state, has_session
+                return judged(session, find_link(session, token))
 
         def read() -> tuple[T | None, LinkState, bool]:
-            with self.sessions() as session:  # begins a transaction only if work queries; never committed
+            # The link is read on a connection of its own (cheaper than through the session); the session
+            # begins a transaction only if work queries (a cache miss). Nothing is written or committed.
+            with self.sessions() as session:
                 bind = session.get_bind()
                 with bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind) as connection:
                     link = read_link(connection, token)
-                state, has_session = check(link)
-                if state is not LinkState.OK or link is None or (need_session and not has_session):
-                    return None, state, has_session
-                return work(session, link), state, has_session
+                return judged(session, link)
 
         for attempt in range(3):
             try:
-                run = read if read_only else lookup
-                if inline:
-                    result, state, has_session = run()
+                if read_only and self.reads == "loop":
+                    result, state, has_session = read()
                 else:
-                    result, state, has_session = await anyio.to_thread.run_sync(run, limiter=self._db_threads())
+                    result, state, has_session = await anyio.to_thread.run_sync(
+                        read if read_only else lookup, limiter=self._db_threads())
                 break
             except OperationalError:
                 # SQLite answers a write that raced another writer with "database is locked": the

@@ -38,6 +38,12 @@ def test_read_link_sees_what_find_link_sees_and_changes_nothing(world: ShareWorl
     assert again is not None and again.max_views == 3 and again.revoked_at is not None
 
 
+def test_image_lookups_run_on_the_event_loop_only_for_a_local_database(world: ShareWorld, backend: str) -> None:
+    ctx = ViewerContext(world.sessions, world.files, "http://x", b"k" * 32)
+    assert ctx.reads == {"sqlite": "loop", "postgresql": "thread"}[backend]
+    assert ViewerContext(world.sessions, world.files, "http://x", b"k" * 32, read_mode="thread").reads == "thread"
+
+
 def _view(world: ShareWorld, link: ShareLink, k: int) -> PendingView:
     with world.sessions() as session:
         instance = session.scalars(select(Instance).join(Series).where(Series.study_id == link.study_id)).first()
