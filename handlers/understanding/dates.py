@@ -4,7 +4,10 @@ References come out in the devset's shape: ``"latest"``, ``"earliest"``, ``"prev
 ``{"date": "YYYY-MM"}`` for a month, ``{"year": YYYY}`` for a year (a season counts as its year, winter as the
 year of its January). Relative expressions ("last March", "two years ago", "the summer before last") are resolved
 against ``today``; "in March" means the most recent March that is not in the future, "last March" the most recent
-March before the current month.
+March before the current month. A weekday ("last Friday", "vom Montag") is the most recent such day.
+
+Share durations come out in hours. "until Friday" / "bis morgen" / "до пятницы" count whole days from
+``today`` (the message has no time of day), so the link ends on that day at the hour it was made.
 """
 
 from __future__ import annotations
@@ -374,6 +377,25 @@ class _Reader:
                 return TimeRef(i, cue.end, {"date": (self.today - dt.timedelta(days=days)).isoformat()})
         return None
 
+    def weekday_expr(self, i: int) -> TimeRef | None:
+        """ "on Monday", "last Friday", "vom letzten Freitag", "el viernes pasado", "в прошлую пятницу": the
+        most recent such day (today for a bare weekday said on that day; a week ago with "last"). A weekday
+        that ends a share ("until Friday") is a duration, not a study."""
+        last = self.word_cue("last", i)
+        at = last.end if last is not None else i
+        weekday = self.best("weekdays", at)
+        if weekday is None or (last is None and len(self.words[at]) < 4):  # "sat", "sun" alone are words
+            return None
+        if any(_until_day(self, j) is not None for j in range(max(0, i - 3), i)):
+            return None
+        end = weekday.end
+        if last is None and (tail := self.word_cue("last", end)) is not None and self.words[end] in ("pasado",):
+            last, end = tail, tail.end  # Spanish puts it after: "el viernes pasado"
+        back = (self.today.weekday() - int(weekday.value)) % 7
+        if back == 0 and last is not None:
+            back = 7
+        return TimeRef(i, end, {"date": (self.today - dt.timedelta(days=back)).isoformat()})
+
     def year_expr(self, i: int) -> TimeRef | None:
         year = self.year_at(i)
         if year is None:
@@ -392,6 +414,7 @@ class _Reader:
             self.season_expr,
             self.month_expr,
             self.day_word,
+            self.weekday_expr,
             self.year_expr,
         )
         while i < self.n:
@@ -435,16 +458,27 @@ def reference_problems(value: Reference, today: dt.date) -> list[str]:
 
 
 def find_durations(
-    words: Sequence[str], tokens: Sequence[Token], cleaned: str, lexicon: Lexicon, taken: set[int]
+    words: Sequence[str],
+    tokens: Sequence[Token],
+    cleaned: str,
+    lexicon: Lexicon,
+    taken: set[int],
+    today: dt.date | None = None,
 ) -> list[Duration]:
-    """Share durations ("for 48 hours", "3 days", "a week", "на сутки", "minus two days", "-2 days")."""
-    reader = _Reader(words, tokens, cleaned, dt.date.today(), lexicon)
+    """Share durations ("for 48 hours", "3 days", "a week", "на сутки", "minus two days", "-2 days", and
+    "until Friday" / "bis morgen" / "hasta el viernes" / "до пятницы" counted from ``today``)."""
+    reader = _Reader(words, tokens, cleaned, today or dt.date.today(), lexicon)
     found: list[Duration] = []
     i = 0
     n = len(words)
     while i < n:
         if i in taken:
             i += 1
+            continue
+        until = _until_day(reader, i)
+        if until is not None and not any(t in taken for t in range(i, until.end)):
+            found.append(until)
+            i = until.end
             continue
         compact = _COMPACT_DURATION.match(words[i])
         if compact:
@@ -470,6 +504,28 @@ def find_durations(
                 continue
         i += 1
     return found
+
+
+def _until_day(reader: _Reader, i: int) -> Duration | None:
+    """"until tomorrow", "till (next) Friday", "bis zum Freitag", "hasta el viernes", "до пятницы" at word ``i``.
+
+    Whole days from today: the link then ends on that day at the hour it was made (the message has no
+    time of day). A weekday means the next one to come; said on that very day, the one a week later."""
+    until = reader.word_cue("until", i)
+    if until is None:
+        return None
+    j = until.end
+    while (filler := reader.word_cue("until_filler", j)) is not None:
+        j = filler.end
+    if (day := reader.word_cue("day_after_tomorrow", j)) is not None:
+        return Duration(i, day.end, 2 * 24)
+    if (day := reader.word_cue("tomorrow", j)) is not None:
+        return Duration(i, day.end, 24)
+    weekday = reader.best("weekdays", j)
+    if weekday is None:
+        return None
+    days = (int(weekday.value) - reader.today.weekday()) % 7 or 7
+    return Duration(i, weekday.end, days * 24)
 
 
 def _negative_before(reader: _Reader, i: int) -> bool:

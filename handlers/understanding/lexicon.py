@@ -209,7 +209,7 @@ KIND_SEP = "\x00"
 
 def _time_entries(time: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """Every time phrase once, valued "kind<KIND_SEP>value", so one pass finds all of them."""
-    for kind in ("months", "units", "numbers"):
+    for kind in ("months", "units", "numbers", "weekdays"):
         for phrase, value in _entries(time[kind]):
             yield phrase, f"{kind}{KIND_SEP}{value}"
     for name, spec in time["seasons"].items():
@@ -276,10 +276,11 @@ def load_lexicon() -> Lexicon:
     season_months = {name: (int(spec["months"][0]), int(spec["months"][1])) for name, spec in time["seasons"].items()}
     units = Matcher.build(_entries(time["units"]))
     numbers = Matcher.build(_entries(time["numbers"]))
+    weekdays = Matcher.build(_entries(time["weekdays"]))
     time_words = {name: Matcher.build((w, name) for w in words) for name, words in time["words"].items()}
     language_words = {lang: _folded_set(language[lang]) for lang in ("en", "de", "es", "ru")}
 
-    matchers: list[Matcher] = [modality, body_part, months, seasons, units, numbers]
+    matchers: list[Matcher] = [modality, body_part, months, seasons, units, numbers, weekdays]
     matchers += list(cue_matchers.values()) + list(time_words.values())
     vocab_words: set[str] = set()
     stems: set[str] = set()

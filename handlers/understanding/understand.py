@@ -746,7 +746,7 @@ def understand(text: str, today: dt.date) -> Understanding:
     if intent == "share":
         share_cues = msg.cues.get("share", []) + msg.cues.get("link", [])
         share_at = min((m.start for m in share_cues), default=0)
-        durations = find_durations(words, tokens, cleaned, lex, ref_tokens)
+        durations = find_durations(words, tokens, cleaned, lex, ref_tokens, today)
         taken = ref_tokens | {i for d in durations for i in range(d.start, d.end)}
         recipient_span = find_recipient(msg, share_at, taken)
     elif intent == "revoke_share":

@@ -88,6 +88,46 @@ def test_relative_dates_resolve_against_today(text: str, today: dt.date, which: 
     assert slots["which"] == which
 
 
+@pytest.mark.parametrize(
+    ("text", "today", "which"),
+    [
+        ("show the ct from last friday", dt.date(2026, 11, 28), {"date": "2026-11-27"}),  # a Saturday
+        ("my ct from friday", dt.date(2026, 11, 27), {"date": "2026-11-27"}),  # said on that Friday: today
+        ("my ct from last friday", dt.date(2026, 11, 27), {"date": "2026-11-20"}),  # "last": a week back
+        ("mri on monday", dt.date(2026, 12, 2), {"date": "2026-11-30"}),
+        ("zeig mir das MRT vom letzten Freitag", dt.date(2026, 11, 28), {"date": "2026-11-27"}),
+        ("radiografía del viernes pasado", dt.date(2026, 11, 28), {"date": "2026-11-27"}),
+        ("рентген в прошлую пятницу", dt.date(2026, 11, 28), {"date": "2026-11-27"}),
+    ],
+)
+def test_weekdays_name_the_most_recent_such_day(text: str, today: dt.date, which: dict[str, Any]) -> None:
+    assert u(text, today)[1]["which"] == which
+
+
+@pytest.mark.parametrize(
+    ("text", "today", "hours"),
+    [
+        ("share my knee MRI with Dr. Lee until Friday", dt.date(2026, 11, 28), 144),
+        ("share my knee MRI with Dr. Lee until Friday", dt.date(2026, 11, 27), 168),  # said on a Friday
+        ("share my ct with my GP till tomorrow", dt.date(2026, 11, 28), 24),
+        ("share my ct until the day after tomorrow", dt.date(2026, 11, 28), 48),
+        ("teile mein MRT mit Dr. Weber bis Montag", dt.date(2026, 11, 28), 48),
+        ("comparte mi resonancia con el Dr. Ruiz hasta el viernes", dt.date(2026, 11, 30), 96),
+        ("отправь МРТ врачу до среды", dt.date(2026, 11, 28), 96),
+        ("поделись КТ с доктором до завтра", dt.date(2026, 11, 28), 24),
+    ],
+)
+def test_until_a_day_is_a_share_duration_not_a_study_date(text: str, today: dt.date, hours: int) -> None:
+    intent, slots = u(text, today)
+    assert intent == "share"
+    assert slots["duration_hours"] == hours
+    assert "which" not in slots
+
+
+def test_sat_and_sun_alone_are_words_not_days() -> None:
+    assert "which" not in u("I sat down to look at my mri", dt.date(2026, 11, 28))[1]
+
+
 def test_may_the_verb_is_not_a_month() -> None:
     assert "which" not in u("may I see my knee MRI")[1]
     assert u("my knee MRI from may")[1]["which"] == {"date": "2026-05"}
