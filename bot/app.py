@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
 from telegram import BotCommand
 from telegram.ext import Application, ApplicationBuilder, BasePersistence
 
@@ -26,6 +27,21 @@ from store.filestore import FileStore
 log = logging.getLogger("lightbox.app")
 
 
+def open_files(settings: Settings, sessions: sessionmaker[Session]) -> FileStore:
+    """Where images are read from: the file store, or with ``LIGHTBOX_STORE=dicomweb`` the PACS behind a
+    bounded local cache (a :class:`store.pacs_store.PacsFileStore`). Every command that shows or erases
+    images opens them here, so none of them misses the PACS-only ones."""
+    if settings.store != "dicomweb":
+        return FileStore(settings.dicom_dir)
+    from store.pacs_store import pacs_store
+
+    if not settings.dicomweb_url:
+        raise ValueError("LIGHTBOX_STORE=dicomweb needs LIGHTBOX_DICOMWEB_URL")
+    return pacs_store(settings.dicom_dir, sessions, url=settings.dicomweb_url,
+                      username=settings.dicomweb_username, password=settings.dicomweb_password,
+                      cache_root=settings.data_dir / "pacs-cache", cache_limit_bytes=settings.pacs_cache_bytes)
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Database (migrated to the newest schema), file store and caches for ``settings``."""
     url = settings.effective_database_url
@@ -36,15 +52,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     from bot.health import rendered
 
     sessions = session_factory(engine)
-    files = FileStore(settings.dicom_dir)
-    if settings.store == "dicomweb":
-        from store.pacs_store import pacs_store
-
-        if not settings.dicomweb_url:
-            raise ValueError("LIGHTBOX_STORE=dicomweb needs LIGHTBOX_DICOMWEB_URL")
-        files = pacs_store(settings.dicom_dir, sessions, url=settings.dicomweb_url,
-                           username=settings.dicomweb_username, password=settings.dicomweb_password,
-                           cache_root=settings.data_dir / "pacs-cache", cache_limit_bytes=settings.pacs_cache_bytes)
+    files = open_files(settings, sessions)
     return Services(
         hooks={"rendered": rendered},
         sessions=sessions,

@@ -30,6 +30,7 @@ from handlers.chat import (
     reply,
     service,
 )
+from handlers.previews import picture_source
 from handlers.services import Services
 from imaging.compose import side_by_side
 from imaging.errors import RenderError
@@ -93,8 +94,8 @@ def render_pair(
         partner = pair_slice(old_stack, new_stack, index)
         old_study, new_study = old_series.study, new_series.study
         pixels = side_by_side(
-            (services.files.image_source(old_stack[partner].storage_key or ""), 0),
-            (services.files.image_source(new_stack[index].storage_key or ""), 0),
+            (picture_source(services.files, old_stack[partner]), 0),
+            (picture_source(services.files, new_stack[index]), 0),
             (texts.nice_date(old_study.study_date), texts.nice_date(new_study.study_date)),
             max_size=640,
         )

@@ -10,16 +10,21 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
 from handlers.callbacks import WINDOW_CODES, View
 from handlers.services import Services
 from imaging.display import CT_PRESETS, WindowChoice
+from imaging.errors import RenderError
 from imaging.overlays import Mark, draw_grid, draw_marks
 from imaging.render import photo_bytes, render
 from imaging.transforms import scale_to
+from store.dicomweb import DicomWebError, PacsNotFound, PacsTimeout, PacsUnreachable, UnknownInstance
+from store.filestore import FileStore
 from store.models import Instance, Series
 from store.pacs_store import local_path
 from store.queries import instances_of_series
@@ -42,6 +47,33 @@ class Slice:
 
     instance: Instance
     frame: int
+
+
+class ArchiveUnavailable(RenderError):
+    """The picture's image is kept only in the hospital's archive (PACS), which could not give it now.
+    A RenderError, so every place that shows a picture answers it with its patient-fit text."""
+
+    reason = "archive"
+
+    def __init__(self, patient_message: str, detail: str = "") -> None:
+        super().__init__(detail)
+        self.patient_message = patient_message
+
+
+def picture_source(files: FileStore, instance: Instance) -> Path | Dataset:
+    """What imaging reads for ``instance``: its stored file, or its PACS copy fetched into this worker's
+    cache (blocking: call it in a worker thread). A PACS that fails raises :class:`ArchiveUnavailable`."""
+    try:
+        return local_path(files, instance)
+    except (PacsUnreachable, PacsTimeout) as exc:
+        raise ArchiveUnavailable("The hospital's image archive can't be reached right now. "
+                                 "Please try again in a few minutes.", type(exc).__name__) from exc
+    except (PacsNotFound, UnknownInstance) as exc:
+        raise ArchiveUnavailable("This picture is no longer in the hospital's image archive.",
+                                 type(exc).__name__) from exc
+    except DicomWebError as exc:
+        raise ArchiveUnavailable("The hospital's image archive sent something I can't use. "
+                                 "Please try again later.", type(exc).__name__) from exc
 
 
 def is_image(instance: Instance) -> bool:
@@ -160,7 +192,7 @@ def preview_jpeg(
         if hit is not None:
             return hit
     started = time.perf_counter()
-    path = local_path(services.files, piece.instance)  # a PACS instance is fetched into the worker's cache
+    path = picture_source(services.files, piece.instance)  # a PACS instance is fetched into the worker's cache
     rendered = render(
         path,
         piece.frame,

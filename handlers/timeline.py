@@ -14,7 +14,7 @@ from telegram.ext import ContextTypes
 from handlers import texts
 from handlers.cards import first_view
 from handlers.chat import Asker, in_thread, linked_asker, reply, service
-from handlers.previews import key_slice, series_slices
+from handlers.previews import ArchiveUnavailable, key_slice, picture_source, series_slices
 from handlers.services import Services
 from imaging.compose import labelled_sheet
 from imaging.errors import RenderError
@@ -45,11 +45,14 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
             if not slices:
                 continue
             piece = slices[key_slice(len(slices))]
-            assert piece.instance.storage_key is not None
+            try:
+                source = picture_source(services.files, piece.instance)
+            except ArchiveUnavailable:
+                continue  # the dates still list it; only its thumbnail is missing
             label = (
                 f"{study.study_date.isoformat() if study.study_date else '?'} {texts.modality_word(study.modalities)}"
             )
-            tiles.append(((services.files.image_source(piece.instance.storage_key), piece.frame), label))
+            tiles.append(((source, piece.frame), label))
             record_access(
                 session, asker.patient_id, "chat", asker.actor_ref, "view", study_id=study.id, detail="timeline"
             )

@@ -177,5 +177,6 @@ def pair_slice(earlier: list[Instance], later: list[Instance], later_index: int)
 
 
 def stack(session: Session, patient_id: int, series: Series) -> list[Instance]:
-    """The series' image instances in slice order."""
-    return [i for i in instances_of_series(session, patient_id, series.id) if i.storage_key and i.rows]
+    """The series' image instances in slice order (stored here or kept in the PACS)."""
+    rows = instances_of_series(session, patient_id, series.id)
+    return [i for i in rows if (i.storage_key or i.remote_url) and i.rows]

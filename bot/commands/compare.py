@@ -64,21 +64,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Plan, pair, render and write the picture; one friendly line when there is nothing to compare."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bot.app import open_files
+    from handlers.previews import picture_source
     from handlers.texts import interval_words, nice_date
     from imaging.compose import side_by_side
     from imaging.errors import RenderError
     from store.audit import record_access
     from store.comparison import pair_series, pair_slice, plan_comparison, stack
     from store.db import transaction
-    from store.filestore import FileStore
     from store.linking import LinkingError, find_patient_by_identifier
 
     if args.max_size < 64 or args.max_size > 4096:
         raise CommandError("--max-size must be between 64 and 4096 pixels")
     out = Path(args.out)
-    files = FileStore(settings.dicom_dir)
     sessions = open_database(settings)
     try:
+        try:
+            files = open_files(settings, sessions)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         with transaction(sessions) as session:
             try:
                 patient = find_patient_by_identifier(session, args.patient_id.strip(), args.issuer)
@@ -102,8 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             partner = pair_slice(old_stack, new_stack, index)
             try:
                 pixels = side_by_side(
-                    (files.image_source(old_stack[partner].storage_key or ""), 0),
-                    (files.image_source(new_stack[index].storage_key or ""), 0),
+                    (picture_source(files, old_stack[partner]), 0),
+                    (picture_source(files, new_stack[index]), 0),
                     (nice_date(plan.earlier.study_date), nice_date(plan.later.study_date)),
                     max_size=args.max_size,
                 )

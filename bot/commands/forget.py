@@ -36,8 +36,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bot.app import open_files
     from store.erasure import forget_patient
-    from store.filestore import FileStore, FileStoreError
+    from store.filestore import FileStoreError
     from store.linking import LinkingError, find_patient_by_identifier
     from store.models import Instance, Series, ShareLink, Study
     from store.render_cache import RenderCache
@@ -67,7 +68,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                       "run again with --yes to delete")
                 return 0
         cache = RenderCache(settings.cache_dir) if settings.cache_dir else None
-        report = forget_patient(sessions, FileStore(settings.dicom_dir), row_id, cache=cache)
+        try:
+            files = open_files(settings, sessions)  # with a PACS, its cached copies are erased too
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        report = forget_patient(sessions, files, row_id, cache=cache)
     except SQLAlchemyError as exc:
         raise CommandError(f"the database failed ({type(exc).__name__})") from None
     except FileStoreError as exc:

@@ -57,14 +57,16 @@ def viewer_secret(settings: Settings) -> bytes:
 
 def build_viewer(settings: Settings) -> Starlette:
     """The viewer app on the configured database and file store (used by ``serve``, ``run`` and ``demo``)."""
+    from bot.app import open_files
     from bot.commands.db import open_database
     from share.web import create_app
-    from store.filestore import FileStore
 
     sessions = open_database(settings)
-    return create_app(
-        sessions, FileStore(settings.dicom_dir), public_url=settings.public_url, secret_key=viewer_secret(settings)
-    )
+    try:
+        files = open_files(settings, sessions)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return create_app(sessions, files, public_url=settings.public_url, secret_key=viewer_secret(settings))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

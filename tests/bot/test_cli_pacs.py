@@ -1,4 +1,5 @@
-"""`lightbox pacs sync` records a patient's studies from the real Orthanc; then `lightbox studies` lists them."""
+"""`lightbox pacs sync` records a patient's studies from the real Orthanc; then `lightbox studies` lists them,
+and `lightbox compare` and `lightbox serve` read the studies kept only in the PACS."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.uid import generate_uid
 
 from bot.cli import main
 from imaging.samples import sample_file
+from store.pacs_store import PacsFileStore
+from tests.handlers.test_pacs_only import put_in_pacs
 
 
 def test_pacs_sync_then_studies(orthanc_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -51,3 +55,29 @@ def test_an_unreachable_pacs_is_one_clear_line(tmp_path: Path, monkeypatch: pyte
     assert main(["pacs", "sync", "--patient-id", "X"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("lightbox: the PACS did not answer") and "Traceback" not in err
+
+
+def test_compare_and_serve_read_pacs_only_studies(tmp_path: Path, orthanc_url: str, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LIGHTBOX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LIGHTBOX_STORE", "dicomweb")
+    monkeypatch.setenv("LIGHTBOX_DICOMWEB_URL", f"{orthanc_url}/dicom-web")
+    pacs_id = put_in_pacs(orthanc_url)
+    assert main(["pacs", "sync", "--patient-id", pacs_id]) == 0
+    out = tmp_path / "pair.png"
+    assert main(["compare", "--patient-id", pacs_id, "--out", str(out)]) == 0, capsys.readouterr().err
+    with Image.open(out) as picture:
+        assert picture.width > picture.height
+    assert "10 January 2024" in capsys.readouterr().out
+
+    from bot.commands.serve import build_viewer
+    from bot.settings import Settings
+
+    viewer = build_viewer(Settings.from_env())
+    assert isinstance(viewer.state.viewer.files, PacsFileStore)
+
+    # The comparison fetched PACS copies into the local cache; forgetting the patient erases them too.
+    cached = [p for p in (tmp_path / "data" / "pacs-cache").rglob("*") if p.is_file()]
+    assert len(cached) >= 2
+    assert main(["forget", "--patient-id", pacs_id, "--yes"]) == 0
+    assert not any(p.exists() for p in cached)
