@@ -491,6 +491,9 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
             return None  # "for my latest ultrasound": the possessive belongs to a study
         return start, end
 
+    granted = _granted_person(msg, taken | blocked)
+    if granted is not None and (span := span_from(granted)) is not None:
+        return span
     for i in range(share_at, n - 1):
         word = msg.words[i]
         nxt = i + 1
@@ -589,6 +592,8 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
     sharing_words = [m for m in msg.cues.get("share", []) if not _is_send_me(msg, m)]
     if has("strong_revoke") or (has("revoke") and (link or sharing_words)):
         return "revoke_share", None
+    if study_mentioned and _grants_access(msg):
+        return "share", None
     if has("delete") and (has("everything") or has("privacy")) and not link:
         return "forget_me", None
     if has("delete") and study_mentioned and not link:
@@ -659,6 +664,39 @@ def _owner_of_link(msg: _Message, taken: set[int]) -> tuple[int, int] | None:
 
 
 _OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", "для", "fur", "for", "para"})
+
+
+_SELF = frozenset({"me", "mich", "mir", "мне", "меня", "us", "uns"})
+
+
+def _grant_at(msg: _Message, i: int) -> int | None:
+    """The end of a grant verb ("give", "let", "дай") at word ``i`` followed by someone other than the
+    patient, else None."""
+    ends = [m.end for m in msg.lex.cues["grant"].at(msg.words, i)]
+    if not ends or max(ends) >= len(msg.words) or msg.words[max(ends)] in _SELF:
+        return None
+    return max(ends)
+
+
+def _grants_access(msg: _Message) -> bool:
+    """ "give Dr Jones access to my MRI", "let my physio see the x-ray", "дай врачу доступ": a share, unless the
+    patient asks for themself ("let me see my MRI")."""
+    access = {m.start for m in msg.cues.get("access", [])}
+    for i in range(len(msg.words)):
+        end = _grant_at(msg, i)
+        if end is not None and any(end <= a < end + 6 for a in access):
+            return True
+    return False
+
+
+def _granted_person(msg: _Message, taken: set[int]) -> int | None:
+    """Where the person starts in "give Dr Jones access", "let my physio see", "дай врачу доступ"."""
+    access = {m.start for m in msg.cues.get("access", [])}
+    for i in range(len(msg.words)):
+        end = _grant_at(msg, i)
+        if end is not None and end not in access and end not in taken:
+            return end
+    return None
 
 
 def _is_send_me(msg: _Message, match: Match) -> bool:

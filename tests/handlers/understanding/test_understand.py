@@ -124,6 +124,25 @@ def test_until_a_day_is_a_share_duration_not_a_study_date(text: str, today: dt.d
     assert "which" not in slots
 
 
+@pytest.mark.parametrize(
+    ("text", "intent", "recipient"),
+    [
+        ("give dr. jones access to my brain mri for 24 hours", "share", "dr. jones"),
+        ("let my physio see my knee xray", "share", "my physio"),
+        ("grant my surgeon access to the ct for 3 days", "share", "my surgeon"),
+        ("gib Dr. Weber Zugriff auf mein MRT", "share", "Dr. Weber"),
+        ("dale acceso a mi médico a la resonancia", "share", "mi médico"),
+        ("дай врачу доступ к моей МРТ на 2 дня", "share", "врачу"),
+        ("let me see my knee xray", "show_study", None),  # the patient, not someone else
+        ("дай мне мою МРТ", "show_study", None),
+    ],
+)
+def test_giving_someone_access_is_a_share(text: str, intent: str, recipient: str | None) -> None:
+    got_intent, slots = u(text)
+    assert got_intent == intent
+    assert slots.get("recipient") == recipient
+
+
 def test_sat_and_sun_alone_are_words_not_days() -> None:
     assert "which" not in u("I sat down to look at my mri", dt.date(2026, 11, 28))[1]
 
