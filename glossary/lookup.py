@@ -24,7 +24,7 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 from glossary.concepts import LANGUAGES, Concept, GlossaryDataError, load_concepts, read_concepts
-from glossary.text import Token, clean_text, singular_forms, tokens
+from glossary.text import Token, clean_text, singular_forms, tokens, word_stem
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ class TermHit:
     matched: str
     start: int
     end: int
+
+
+def _stemmed(key: str) -> str:
+    """A name with each word cut to its stem (:func:`glossary.text.word_stem`)."""
+    return " ".join(word_stem(w) for w in key.split())
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,13 @@ class Glossary:
                 if key:
                     self._keys.setdefault(key, c.id)
         self._vocab = {word for key in self._keys for word in key.split()}
+        # Word families: every name again with each word cut to its stem, so "attenuated" finds "attenuation"
+        # and "compressed" finds "compression". A stemmed name two concepts share is left out, not guessed.
+        families: dict[str, set[str]] = {}
+        for key, cid in self._keys.items():
+            if key.replace(" ", "").isascii():
+                families.setdefault(_stemmed(key), set()).add(cid)
+        self._family = {stem: next(iter(ids)) for stem, ids in families.items() if len(ids) == 1}
         compact: dict[str, set[str]] = {}
         for key, cid in self._keys.items():
             compact.setdefault(key.replace(" ", ""), set()).add(cid)
@@ -199,6 +211,7 @@ class Glossary:
             expansion = DESCRIPTION_ABBREVIATIONS.get(word)
             if expansion and all(w in self._vocab for w in expansion):
                 result = " ".join(expansion)
+
         if len(self._canon_cache) < 50_000:
             self._canon_cache[word] = result
         return result
@@ -234,6 +247,8 @@ class Glossary:
             return LookupResult(query=query, match=kind, concepts=(self.by_id[cid],))
         words = self._words(text)
         cid = self._exact([w.text for w in words]) or self._compact.get(key.replace(" ", ""))
+        if cid is None and key.replace(" ", "").isascii():
+            cid = self._family.get(_stemmed(key))
         if cid is not None:
             return LookupResult(query=query, match="alias", concepts=(self.by_id[cid],))
         hits = self._scan(text, words)

@@ -95,3 +95,18 @@ def singular_forms(word: str) -> list[str]:
         forms.append(word[:-1])  # enhanced -> enhance
         forms.append(word[:-2])  # thickened -> thicken
     return forms
+
+
+# Derivational endings, longest first: "attenuated" and "attenuation" share the stem "attenu".
+_DERIVATIONAL = ("ations", "ation", "ments", "ment", "ings", "ing", "ions", "ion", "ated", "ates", "ate", "ities",
+                 "ity", "ies", "ed", "es", "ic", "al", "s", "y", "e")
+MIN_STEM = 5
+
+
+def word_stem(word: str) -> str:
+    """A crude English stem for matching word families ("attenuated" ~ "attenuation"); ``word`` itself when
+    cutting would leave fewer than :data:`MIN_STEM` letters, so short words never collide."""
+    for suffix in _DERIVATIONAL:
+        if word.endswith(suffix) and len(word) - len(suffix) >= MIN_STEM:
+            return word[: -len(suffix)]
+    return word

@@ -362,3 +362,20 @@ def test_a_title_is_not_a_modality(glossary: Glossary) -> None:
     found = [h.concept.id for h in glossary.find_terms("Dear Dr Lee, Mr. Smith had a CT.")]
     assert found == ["ct"]
     assert "mri" in [h.concept.id for h in glossary.find_terms("MR BRAIN W WO")]
+
+
+@pytest.mark.parametrize(
+    ("query", "concept"),
+    [("attenuated", "ct_density"), ("herniated", "disc_herniation"), ("dilated", "dilatation"),
+     ("flow void", "flow_void"), ("signal voids", "flow_void")],
+)
+def test_other_forms_of_a_word_find_its_concept(glossary: Glossary, query: str, concept: str) -> None:
+    result = glossary.lookup(query)
+    assert result.best is not None and result.best.id == concept, (query, ids(result.concepts))
+
+
+def test_word_stems_never_cut_short_words() -> None:
+    from glossary.text import word_stem
+
+    assert word_stem("attenuated") == word_stem("attenuation") == "attenu"
+    assert word_stem("mass") == "mass" and word_stem("cysts") == "cysts"  # too short to cut safely
