@@ -602,6 +602,8 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
         return "unknown", "diagnosis"
     if has("who") and has("viewed"):
         return "activity", None
+    if msg.words and msg.words[0] in _ASKS_WHETHER and has("viewed") and (has("many_images") or link):
+        return "activity", None  # "did Dr Lee look at my scans", "has anyone opened my link"
     if link and (has("shared_past") or (has("list", "active", "show") and not has("make"))):
         return "list_shares", None
     if has("shared_past") and not study_mentioned:
@@ -666,6 +668,8 @@ def _owner_of_link(msg: _Message, taken: set[int]) -> tuple[int, int] | None:
 _OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", "для", "fur", "for", "para"})
 
 
+# A question that starts like "did Dr Lee look at my scans?"
+_ASKS_WHETHER = frozenset({"did", "has", "have", "hat", "haben", "ha", "han", "habe"})
 _SELF = frozenset({"me", "mich", "mir", "мне", "меня", "us", "uns"})
 
 
