@@ -199,7 +199,9 @@ class ChatOrderedInbox:
                 update_id, payload = pending
                 try:
                     update_obj = Update.de_json(json.loads(payload), self.application.bot)
-                    await self.application.process_update(update_obj)
+                    # In a task of its own, so what one update sets in its context (the chat's language,
+                    # handlers.texts.current_language) never carries over to the next.
+                    await asyncio.create_task(self.application.process_update(update_obj))
                 except Exception:
                     # Handlers report their own errors; this is a bug or a broken payload. Never retry it
                     # forever: it is marked done like any other so the chat's next update can go.
