@@ -220,8 +220,8 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
     services = service(context)
     query = update.callback_query
     assert query is not None
-    await answer_query(update, context)
     if asker.chat_link_id is None:
+        await answer_query(update, context)
         await reply(update, "not_linked")
         return True
 
@@ -231,7 +231,9 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
             if link is not None:
                 link.language = code
 
+    # Saved before the tap is answered: the patient's next message may be handled at the same time.
     await in_thread(save)
+    await answer_query(update, context)
     texts.current_language.set(code)
     text = texts.render("language", changed=True, name=LANGUAGES[code], note=texts.label("language.note"))
     await query.edit_message_text(text, parse_mode=ParseMode.HTML)
