@@ -326,6 +326,13 @@ async def test_the_chat_speaks_the_patients_language(lightbox: Lightbox) -> None
     card = await lena.wait_for_edit(card, since_version=before)
     assert "Bild 3 von 3" in (card.caption or "")
     assert ENGLISH_CARD_BUTTONS.isdisjoint(button_texts(card))
+    # "Explain this": how the pictures were made, in German, ending with the pointer to her doctor.
+    tap = await lena.tap(card, "Erklären")
+    await lena.wait_for_answer(tap)
+    described = await lena.wait_for_reply()
+    text = described.text or ""
+    assert text.startswith("Aufnahme: MRT des Knies, gemacht am ")
+    assert "Ihre Ärztin oder Ihr Arzt" in text and "This" not in text and "doctor" not in text
     # Sharing from the card: the link message and the QR code's caption are German too.
     tap = await lena.tap(card, "Teilen")
     await lena.wait_for_answer(tap)
