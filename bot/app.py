@@ -19,8 +19,9 @@ from telegram.ext import Application, ApplicationBuilder, BasePersistence
 
 from bot.pacing import PerChatRateLimiter
 from bot.settings import Settings
-from handlers.router import COMMANDS, register
+from handlers.router import COMMANDS, commands, register
 from handlers.services import SERVICES_KEY, Services
+from handlers.texts import LANGUAGES
 from store.db import make_engine, session_factory, upgrade
 from store.filestore import FileStore
 
@@ -80,6 +81,12 @@ def housekeeping(services: Services) -> tuple[int, int]:
 
 async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+    # The menu in each other language Lightbox speaks, for Telegram apps set to it.
+    for lang in LANGUAGES:
+        if lang != "en":
+            await application.bot.set_my_commands(
+                [BotCommand(name, text) for name, text in commands(lang)], language_code=lang
+            )
 
 
 def build_application(

@@ -172,22 +172,22 @@ def share_notifier(
     ``template="share_locked"``, locked after too many wrong access codes)."""
     from handlers import texts
 
-    def chats_and_text(public_id: str) -> tuple[list[int], str] | None:
+    def chats_and_texts(public_id: str) -> list[tuple[int, str]]:
+        """Each chat of the link's patient, with the notice in that chat's language."""
         with sessions() as session:
             link = session.scalars(select(ShareLink).where(ShareLink.public_id == public_id)).first()
             if link is None:
-                return None
+                return []
             study = session.get(Study, link.study_id)
-            what = texts.modality_word(study.modalities) if study is not None else "images"
-            chats = list(session.scalars(select(ChatLink.chat_id).where(ChatLink.patient_id == link.patient_id)))
-            return chats, texts.render(template, what=what, recipient=link.recipient_label)
+            out = []
+            for chat in session.scalars(select(ChatLink).where(ChatLink.patient_id == link.patient_id)):
+                with texts.speaking(chat.language):
+                    what = texts.mid_sentence(texts.modality_word(study.modalities if study is not None else ""))
+                    out.append((chat.chat_id, texts.render(template, what=what, recipient=link.recipient_label)))
+            return out
 
     async def notify(public_id: str) -> None:
-        found = await asyncio.to_thread(chats_and_text, public_id)
-        if found is None:
-            return
-        chats, text = found
-        for chat_id in chats:
+        for chat_id, text in await asyncio.to_thread(chats_and_texts, public_id):
             try:
                 await application.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
             except TelegramError as exc:

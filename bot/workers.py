@@ -199,7 +199,9 @@ class ChatOrderedInbox:
                 update_id, payload = pending
                 try:
                     update_obj = Update.de_json(json.loads(payload), self.application.bot)
-                    await self.application.process_update(update_obj)
+                    # In a task of its own, so what one update sets in its context (the chat's language,
+                    # handlers.texts.current_language) never carries over to the next.
+                    await asyncio.create_task(self.application.process_update(update_obj))
                 except Exception:
                     # Handlers report their own errors; this is a bug or a broken payload. Never retry it
                     # forever: it is marked done like any other so the chat's next update can go.
@@ -348,6 +350,31 @@ FAILED_TEXT = "Sorry, I could not finish adding your images. Please try sending 
 # Kinds whose progress and failure are not about adding images say their own words.
 PROGRESS_TEXTS = {"chat_cine": "Making the animation: {done} of {total} pictures ready."}
 FAILED_TEXTS = {"chat_cine": "Sorry, I could not make the animation. Please try again later."}
+# A patient's job speaks the chat's language (its payload says which), from handlers' labels.
+CHAT_PROGRESS_LABELS = {"chat_import": "job.progress", "chat_cine": "cine.progress"}
+CHAT_FAILED_LABELS = {"chat_import": "job.failed", "chat_cine": "cine.failed"}
+
+
+def progress_text(job: jobs.ClaimedJob, done: int, total: int) -> str:
+    """How far the job is, in its chat's language for a patient's job."""
+    key = CHAT_PROGRESS_LABELS.get(job.kind)
+    if key is None:
+        return PROGRESS_TEXTS.get(job.kind, PROGRESS_TEXT).format(done=done, total=total)
+    from handlers import texts
+
+    with texts.speaking(str(job.payload.get("language", "en"))):
+        return texts.label(key, done=done, total=total)
+
+
+def failed_text(job: jobs.ClaimedJob) -> str:
+    """That the job failed, in its chat's language for a patient's job."""
+    key = CHAT_FAILED_LABELS.get(job.kind)
+    if key is None:
+        return FAILED_TEXTS.get(job.kind, FAILED_TEXT)
+    from handlers import texts
+
+    with texts.speaking(str(job.payload.get("language", "en"))):
+        return texts.label(key)
 
 
 class JobRunner:
@@ -418,8 +445,7 @@ class JobRunner:
             if now - last_shown[0] >= self.progress_every and done < total:
                 last_shown[0] = now
                 shown.append(asyncio.run_coroutine_threadsafe(
-                    self._say(job, PROGRESS_TEXTS.get(job.kind, PROGRESS_TEXT).format(done=done, total=total),
-                              message_id), loop))
+                    self._say(job, progress_text(job, done, total), message_id), loop))
 
         async def beat() -> None:
             while True:
@@ -439,7 +465,7 @@ class JobRunner:
             log.exception("job failed", extra={"job": job.id})
             await asyncio.to_thread(jobs.finish, self.sessions, job.id, self.worker, error=type(exc).__name__)
             health.IMPORTS.labels("failed").inc()
-            await self._say(job, FAILED_TEXTS.get(job.kind, FAILED_TEXT), message_id)
+            await self._say(job, failed_text(job), message_id)
             return
         finally:
             beater.cancel()

@@ -22,30 +22,27 @@ from store.queries import count_studies
 log = logging.getLogger("lightbox.account")
 FORGET_NONCE_KEY = "forget_nonce"
 LANGUAGES = {"en": "English", "de": "Deutsch", "es": "Español", "ru": "Русский"}
-# Said in the chosen language: what is translated so far.
-LANGUAGE_NOTES = {
-    "en": "",
-    "de": "Erklärungen und die wichtigsten Nachrichten kommen auf Deutsch; manche Nachrichten sind noch auf Englisch.",
-    "es": "Las explicaciones y los mensajes principales irán en español; algunos mensajes siguen en inglés.",
-    "ru": "Объяснения и основные сообщения будут на русском; некоторые сообщения пока на английском.",
-}
-
-ACTION_WORDS = {
-    "view": "you looked at {what}",
-    "render": "a picture of {what} was made",
-    "import": "images were added",
-    "share_create": "you made a share link for {what}",
-    "share_open": "your share link{recipient} for {what} was opened",
-    "share_view": "a doctor viewed {what} through your link{recipient}",
-    "download": "{what} was downloaded through your link{recipient}",
-    "share_revoke": "a share link{recipient} was stopped",
-    "share_code_failed": "someone typed a wrong code on your link{recipient}",
-    "share_locked": "your link{recipient} was locked after wrong codes",
-    "delete": "images were deleted",
-    "export": "you downloaded a copy of your data",
-    "link": "this chat was linked to your records",
-    "annotate": "a note was added to {what}",
-}
+# Access log actions the patient's /activity puts in words (labels activity.<action>).
+ACTIVITY_ACTIONS = frozenset(
+    {
+        "view",
+        "render",
+        "import",
+        "share_create",
+        "share_open",
+        "share_view",
+        "download",
+        "share_revoke",
+        "share_code_failed",
+        "share_locked",
+        "delete",
+        "export",
+        "link",
+        "unlink",
+        "sync",
+        "annotate",
+    }
+)
 
 
 def _link(services: Services, code: str, user_id: int, chat_id: int) -> tuple[str, int]:
@@ -89,7 +86,9 @@ async def privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     asker = await asker_of(update, context)
     keyboard = None
     if asker.chat_link_id is not None:
-        label, value = ("Let me save previews", "off") if asker.protect_content else ("Protect previews again", "on")
+        label, value = (
+            (texts.label("button.unprotect"), "off") if asker.protect_content else (texts.label("button.protect"), "on")
+        )
         keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=encode_action("protect", value))]])
     await reply(update, "privacy", protect=asker.protect_content, reply_markup=keyboard)
 
@@ -123,12 +122,18 @@ def _activity(services: Services, patient_id: int) -> list[dict[str, str]]:
         for event in recent_activity(session, patient_id, limit=15):
             study = session.get(Study, event.study_id) if event.study_id else None
             link = session.get(ShareLink, event.share_link_id) if event.share_link_id else None
-            what = "your images"
+            what = texts.label("activity.your_images")
             if study is not None:
-                what = f"your {texts.modality_word(study.modalities)} from {texts.nice_date(study.study_date)}"
-            recipient = f" for {link.recipient_label}" if link is not None and link.recipient_label else ""
-            pattern = ACTION_WORDS.get(event.action, event.action.replace("_", " "))
-            rows.append({"when": texts.nice_time(event.at), "text": pattern.format(what=what, recipient=recipient)})
+                kind = texts.mid_sentence(texts.modality_word(study.modalities))
+                what = texts.label("activity.study", what=texts.what_when(kind, study.study_date))
+            recipient = ""
+            if link is not None and link.recipient_label:
+                recipient = texts.label("activity.recipient", label=link.recipient_label)
+            if event.action in ACTIVITY_ACTIONS:
+                text = texts.label(f"activity.{event.action}", what=what, recipient=recipient)
+            else:
+                text = texts.label("activity.other")
+            rows.append({"when": texts.nice_time(event.at), "text": text})
         return rows
 
 
@@ -160,8 +165,10 @@ async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     keyboard = InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton("Yes, delete everything", callback_data=encode_action("forget_yes", nonce)),
-                InlineKeyboardButton("No, keep it", callback_data=encode_action("forget_no", nonce)),
+                InlineKeyboardButton(
+                    texts.label("button.forget_yes"), callback_data=encode_action("forget_yes", nonce)
+                ),
+                InlineKeyboardButton(texts.label("button.forget_no"), callback_data=encode_action("forget_no", nonce)),
             ]
         ]
     )
@@ -213,8 +220,8 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
     services = service(context)
     query = update.callback_query
     assert query is not None
-    await answer_query(update, context)
     if asker.chat_link_id is None:
+        await answer_query(update, context)
         await reply(update, "not_linked")
         return True
 
@@ -224,8 +231,10 @@ async def set_language(update: Update, context: ContextTypes.DEFAULT_TYPE, code:
             if link is not None:
                 link.language = code
 
+    # Saved before the tap is answered: the patient's next message may be handled at the same time.
     await in_thread(save)
+    await answer_query(update, context)
     texts.current_language.set(code)
-    text = texts.render("language", changed=True, name=LANGUAGES[code], note=LANGUAGE_NOTES[code])
+    text = texts.render("language", changed=True, name=LANGUAGES[code], note=texts.label("language.note"))
     await query.edit_message_text(text, parse_mode=ParseMode.HTML)
     return True

@@ -23,8 +23,9 @@ from imaging.overlays import Mark
 from store.models import Annotation, Series, Study
 from store.queries import series_of_study
 
-CT_WINDOW_BUTTONS = (("b", "Brain"), ("l", "Lung"), ("o", "Bone"), ("a", "Soft tissue"))
-PLANE_WORDS = {"axial": "slices across the body", "sagittal": "side view", "coronal": "front view", "oblique": "angled"}
+# The CT window buttons, by window code (labels window_button.<code>).
+CT_WINDOW_BUTTONS = ("b", "l", "o", "a")
+PLANES = ("axial", "sagittal", "coronal", "oblique")  # labels plane.<plane>
 
 
 @dataclass
@@ -41,11 +42,11 @@ class Card:
     count: int
 
 
-def study_what(study: Study) -> str:
-    """``MRI of the knee`` from a study's modalities and body part."""
-    what = texts.modality_word(study.modalities)
-    what = what[0].upper() + what[1:]
-    return f"{what} of the {study.body_part}" if study.body_part else what
+def study_what(study: Study, *, sentence_start: bool = True) -> str:
+    """``MRI of the knee`` from a study's modalities and body part, in the update's language; with
+    ``sentence_start=False`` as it reads inside a sentence ("your ultrasound of the knee")."""
+    what = texts.what_of(study.modalities, study.body_part)
+    return texts.sentence_start(what) if sentence_start else texts.mid_sentence(what)
 
 
 def window_text(view: View, modality: str) -> str:
@@ -53,8 +54,8 @@ def window_text(view: View, modality: str) -> str:
     if name == "default":
         return ""
     if name == "auto":
-        return "automatic brightness"
-    return f"{name} window" if modality == "CT" else ""
+        return texts.label("window.auto")
+    return texts.label(f"window.{name}") if modality == "CT" else ""
 
 
 def caption_for(study: Study, series: Series, view: View, index: int, count: int, notes: str = "") -> str:
@@ -62,7 +63,7 @@ def caption_for(study: Study, series: Series, view: View, index: int, count: int
         "study_caption",
         what=study_what(study),
         when=texts.nice_date(study.study_date),
-        plane=PLANE_WORDS.get(series.plane, ""),
+        plane=texts.label(f"plane.{series.plane}") if series.plane in PLANES else "",
         index=index + 1,
         count=count,
         series_text=series.description,
@@ -85,8 +86,8 @@ def keyboard_for(
         nav = []
         if count > 10:
             nav.append(InlineKeyboardButton("« 10", callback_data=go(slice=max(0, index - 10))))
-        nav.append(InlineKeyboardButton("‹ Back", callback_data=go(slice=(index - 1) % count)))
-        nav.append(InlineKeyboardButton("Next ›", callback_data=go(slice=(index + 1) % count)))
+        nav.append(InlineKeyboardButton(texts.label("button.back"), callback_data=go(slice=(index - 1) % count)))
+        nav.append(InlineKeyboardButton(texts.label("button.next"), callback_data=go(slice=(index + 1) % count)))
         if count > 10:
             nav.append(InlineKeyboardButton("10 »", callback_data=go(slice=min(count - 1, index + 10))))
         rows.append(nav)
@@ -94,36 +95,54 @@ def keyboard_for(
         rows.append(
             [
                 InlineKeyboardButton(
-                    ("• " if view.window == code else "") + label,
+                    ("• " if view.window == code else "") + texts.label(f"window_button.{code}"),
                     callback_data=go(slice=index, window="d" if view.window == code else code),
                 )
-                for code, label in CT_WINDOW_BUTTONS
+                for code in CT_WINDOW_BUTTONS
             ]
         )
     zoom_next = (view.zoom + 1) % 5
     rows.append(
         [
-            InlineKeyboardButton("Rotate ↻", callback_data=go(slice=index, rotate=(view.rotate + 1) % 4)),
             InlineKeyboardButton(
-                "Zoom 🔍" if zoom_next else "Whole image", callback_data=go(slice=index, zoom=zoom_next)
+                texts.label("button.rotate"), callback_data=go(slice=index, rotate=(view.rotate + 1) % 4)
             ),
-            InlineKeyboardButton("Invert ◐", callback_data=go(slice=index, invert=not view.invert)),
+            InlineKeyboardButton(
+                texts.label("button.zoom" if zoom_next else "button.whole_image"),
+                callback_data=go(slice=index, zoom=zoom_next),
+            ),
+            InlineKeyboardButton(texts.label("button.invert"), callback_data=go(slice=index, invert=not view.invert)),
         ]
     )
     more = []
     if series_count > 1:
         more.append(
-            InlineKeyboardButton(f"Series ({series_count})", callback_data=encode_action("series", study.public_id))
+            InlineKeyboardButton(
+                texts.label("button.series", count=series_count),
+                callback_data=encode_action("series", study.public_id),
+            )
         )
-    more.append(InlineKeyboardButton("Explain this", callback_data=encode_action("explain_image", series.public_id)))
-    more.append(InlineKeyboardButton("Mark 📍", callback_data=encode_mark(series.public_id, index, 0, 0)))
+    more.append(
+        InlineKeyboardButton(
+            texts.label("button.explain"), callback_data=encode_action("explain_image", series.public_id)
+        )
+    )
+    more.append(
+        InlineKeyboardButton(texts.label("button.mark"), callback_data=encode_mark(series.public_id, index, 0, 0))
+    )
     if count > 1:
-        more.append(InlineKeyboardButton("Play ▶", callback_data=encode_action("cine", series.public_id, view.window)))
+        more.append(
+            InlineKeyboardButton(
+                texts.label("button.play"), callback_data=encode_action("cine", series.public_id, view.window)
+            )
+        )
     rows.append(more)
     rows.append(
         [
-            InlineKeyboardButton("Share", callback_data=encode_action("share", study.public_id)),
-            InlineKeyboardButton("Compare with earlier", callback_data=encode_action("compare", study.public_id)),
+            InlineKeyboardButton(texts.label("button.share"), callback_data=encode_action("share", study.public_id)),
+            InlineKeyboardButton(
+                texts.label("button.compare"), callback_data=encode_action("compare", study.public_id)
+            ),
         ]
     )
     return InlineKeyboardMarkup(rows)

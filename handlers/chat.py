@@ -164,6 +164,17 @@ async def edit_picture(update: Update, photo: bytes, caption: str, keyboard: Any
             raise
 
 
+def render_reason(exc: Exception) -> str:
+    """Why a picture cannot be shown, in the update's language: imaging's own English words (already
+    patient-fit), else the label for the error's stable ``reason``."""
+    reason = str(getattr(exc, "reason", ""))
+    if reason == "frame-out-of-range":
+        frame, frames = int(getattr(exc, "frame", 0)), int(getattr(exc, "frames", 0))
+        return texts.in_language(str(exc), "render.frame-out-of-range", number=frame + 1, frames=frames)
+    key = f"render.{reason}"
+    return texts.in_language(str(exc), key if key in texts.labels() else "render.render-failed")
+
+
 def cannot_show(exc: Exception) -> str:
-    """The short alert for a picture that cannot be rendered (the reason is already patient-fit)."""
-    return texts.clip(f"Sorry, I can't show this picture: {exc}", 200)
+    """The short alert for a picture that cannot be rendered."""
+    return texts.clip(texts.label("picture.cannot_show", reason=render_reason(exc)), 200)

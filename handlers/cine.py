@@ -22,6 +22,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from handlers import texts
 from handlers.callbacks import View
 from handlers.cards import study_what
 from handlers.chat import Asker, answer_query, asker_of, in_thread, service
@@ -39,14 +40,10 @@ from store.queries import get_series_for_patient
 log = logging.getLogger("lightbox.cine")
 
 CINE_JOB = "chat_cine"
-MAKING_TEXT = "Making the animation. I'll keep this message up to date."
-DONE_TEXT = "Here is the animation."
-NOT_YOURS_TEXT = "Sorry, I could not find that series in your records any more."
-FAILED_TEXT = "Sorry, I could not make the animation. Please try again later."
 
 
 def _caption(series: Series, count: int) -> str:
-    return f"{study_what(series.study)}: all {count} pictures as a loop"
+    return texts.label("cine.caption", what=study_what(series.study), count=count)
 
 
 def _cine(services: Services, asker: Asker, view: View) -> tuple[bytes, str] | None:
@@ -94,13 +91,13 @@ async def play(update: Update, context: ContextTypes.DEFAULT_TYPE, view: View) -
     if services.background_jobs:
         if not await in_thread(_owns, services, asker, view):
             return False
-        await answer_query(update, context, "Making the animation…")
+        await answer_query(update, context, texts.label("cine.making_short"))
         message = update.effective_message
         assert message is not None
-        status = await message.reply_text(MAKING_TEXT)
+        status = await message.reply_text(texts.label("cine.making"))
         await in_thread(enqueue_cine, services, asker, view, status.message_id)
         return True
-    await answer_query(update, context, "Making the animation…")
+    await answer_query(update, context, texts.label("cine.making_short"))
     try:
         made = await in_thread(_cine, services, asker, view)
     except RenderError:
@@ -129,6 +126,7 @@ def enqueue_cine(services: Services, asker: Asker, view: View, status_message_id
         "window": view.window,
         "telegram_user_id": asker.telegram_user_id,
         "chat_id": asker.chat_id,
+        "language": asker.language,  # the job's caption and notes speak the chat's language
     }
     with services.sessions() as session, session.begin():
         job = Job(
@@ -159,9 +157,14 @@ def run_cine_job(ctx: Any) -> dict[str, Any]:
 
     Returns JSON for :func:`finish_cine_job`: the GIF's path and caption, or a ``problem``. A worker
     taking the job over simply runs it again."""
+    payload = ctx.job.payload
+    with texts.speaking(str(payload.get("language", "en"))):
+        return _run_cine_job(ctx, payload)
+
+
+def _run_cine_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     from handlers.chat import asker_sync
 
-    payload = ctx.job.payload
     services = ctx.services
     with services.sessions() as session:
         asker = asker_sync(session, int(payload["telegram_user_id"]), int(payload["chat_id"]))
@@ -203,7 +206,13 @@ def run_cine_job(ctx: Any) -> dict[str, Any]:
 
 async def finish_cine_job(application: Any, job: Any, result: dict[str, Any], message_id: int | None) -> None:
     """After the job: the animation (protected per the chat's setting now), and the progress message says
-    it is done; or says plainly why there is none."""
+    it is done; or says plainly why there is none. In the chat's language: the job runner is not an
+    update's task, so it is set here for this call only."""
+    with texts.speaking(str(job.payload.get("language", "en"))):
+        await _finish_cine_job(application, job, result, message_id)
+
+
+async def _finish_cine_job(application: Any, job: Any, result: dict[str, Any], message_id: int | None) -> None:
     services: Services = application.bot_data[SERVICES_KEY]
     bot = application.bot
     if job.chat_id is None:
@@ -220,13 +229,13 @@ async def finish_cine_job(application: Any, job: Any, result: dict[str, Any], me
             pass  # the note is a courtesy; the animation (or its absence) is what matters
 
     if "gif" not in result:
-        await say(NOT_YOURS_TEXT if result.get("problem") == "not_yours" else FAILED_TEXT)
+        await say(texts.label("cine.not_yours" if result.get("problem") == "not_yours" else "cine.failed"))
         return
     gif = Path(str(result["gif"]))
     try:
         data = await in_thread(gif.read_bytes)
     except OSError:
-        await say(FAILED_TEXT)
+        await say(texts.label("cine.failed"))
         return
     finally:
         gif.unlink(missing_ok=True)  # the GIF never lingers in the work folder, whatever happens next
@@ -238,7 +247,7 @@ async def finish_cine_job(application: Any, job: Any, result: dict[str, Any], me
 
     asker = await in_thread(asker_now)
     if asker.patient_id is None:  # the chat was unlinked meanwhile: nothing goes out
-        await say(NOT_YOURS_TEXT)
+        await say(texts.label("cine.not_yours"))
         return
     await bot.send_animation(
         chat_id,
@@ -247,4 +256,4 @@ async def finish_cine_job(application: Any, job: Any, result: dict[str, Any], me
         filename="series.gif",
         protect_content=asker.protect_content,
     )
-    await say(DONE_TEXT)
+    await say(texts.label("cine.done"))

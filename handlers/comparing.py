@@ -27,6 +27,7 @@ from handlers.chat import (
     edit_picture,
     in_thread,
     linked_asker,
+    render_reason,
     reply,
     service,
 )
@@ -36,7 +37,7 @@ from imaging.compose import side_by_side
 from imaging.errors import RenderError
 from imaging.render import photo_bytes
 from store.audit import record_access
-from store.comparison import pair_series, pair_slice, plan_comparison, stack
+from store.comparison import ComparisonPlan, pair_series, pair_slice, plan_comparison, stack
 from store.queries import get_series_for_patient, get_study_for_patient
 
 _COMPACT = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -96,7 +97,7 @@ def render_pair(
         pixels = side_by_side(
             (picture_source(services.files, old_stack[partner]), 0),
             (picture_source(services.files, new_stack[index]), 0),
-            (texts.nice_date(old_study.study_date), texts.nice_date(new_study.study_date)),
+            (texts.picture_date(old_study.study_date), texts.picture_date(new_study.study_date)),
             max_size=640,
         )
         for study in (old_study, new_study):
@@ -108,7 +109,7 @@ def render_pair(
             what=study_what(new_study),
             earlier=texts.nice_date(old_study.study_date),
             later=texts.nice_date(new_study.study_date),
-            interval=texts.interval_words(old_study.study_date, new_study.study_date).capitalize(),
+            interval=texts.sentence_start(texts.interval_words(old_study.study_date, new_study.study_date)),
             index=index + 1,
             count=len(new_stack),
         )
@@ -120,10 +121,14 @@ def render_pair(
                     InlineKeyboardButton("« 10", callback_data=encode_pair(earlier_ref, later_ref, max(0, index - 10)))
                 )
             nav.append(
-                InlineKeyboardButton("‹ Back", callback_data=encode_pair(earlier_ref, later_ref, (index - 1) % count))
+                InlineKeyboardButton(
+                    texts.label("button.back"), callback_data=encode_pair(earlier_ref, later_ref, (index - 1) % count)
+                )
             )
             nav.append(
-                InlineKeyboardButton("Next ›", callback_data=encode_pair(earlier_ref, later_ref, (index + 1) % count))
+                InlineKeyboardButton(
+                    texts.label("button.next"), callback_data=encode_pair(earlier_ref, later_ref, (index + 1) % count)
+                )
             )
             if count > 10:
                 nav.append(
@@ -132,6 +137,22 @@ def render_pair(
                     )
                 )
         return ComparisonPicture(photo_bytes(pixels), caption, InlineKeyboardMarkup([nav] if nav else []))
+
+
+def problem_words(plan: ComparisonPlan) -> str:
+    """Why there is nothing to compare: the store's own English words, else the label for its code."""
+    if plan.code == "different_kinds":
+        part, earlier, later = plan.values
+        values = {
+            "part": texts.part_name(part),
+            "earlier": texts.mid_sentence(texts.modality_word(earlier)),
+            "later": texts.mid_sentence(texts.modality_word(later)),
+        }
+        return texts.in_language(plan.problem, "compare.problem.different_kinds", **values)
+    if plan.code == "missing_date":
+        return texts.in_language(plan.problem, "compare.problem.missing_date", date=plan.values[0])
+    key = f"compare.problem.{plan.code}"
+    return texts.in_language(plan.problem, key if key in texts.labels() else "compare.problem.nothing")
 
 
 def _plan(services: Services, patient_id: int, slots: dict[str, Any], study_ref: str | None) -> tuple[str, str] | str:
@@ -156,10 +177,10 @@ def _plan(services: Services, patient_id: int, slots: dict[str, Any], study_ref:
             later_study=later,
         )
         if plan.earlier is None or plan.later is None:
-            return plan.problem
+            return problem_words(plan)
         pair = pair_series(session, patient_id, plan.earlier, plan.later)
         if pair is None:
-            return "One of these studies has no pictures I can show side by side."
+            return texts.label("compare.no_pictures")
         return pair[0].public_id, pair[1].public_id
 
 
@@ -177,10 +198,10 @@ async def compare(
     try:
         picture = await in_thread(render_pair, services, asker, planned[0], planned[1], None)
     except RenderError as exc:
-        await reply(update, "render_failed", reason=str(exc))
+        await reply(update, "render_failed", reason=render_reason(exc))
         return True
     if picture is None:
-        await reply(update, "compare_none", reason="One of these studies has no pictures I can show side by side.")
+        await reply(update, "compare_none", reason=texts.label("compare.no_pictures"))
         return True
     message = update.effective_message
     assert message is not None

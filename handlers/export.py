@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from telegram import InputFile, Update
 from telegram.ext import ContextTypes
 
+from handlers import texts
 from handlers.chat import asker_of, in_thread, reply, service
 from handlers.services import Services
 from store.audit import record_access
@@ -151,36 +152,32 @@ async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         await reply(update, "not_linked")
         return
     services = service(context)
-    await message.reply_text("Getting your copy ready. This can take a minute.")
+    await message.reply_text(texts.label("export.getting_ready"))
     try:
         export = await in_thread(build_export, services, asker.patient_id, asker.chat_link_id)
     except FileStoreError:
         log.warning("export failed reading the store (chat link %s)", asker.chat_link_id)
-        await message.reply_text("Sorry, I could not read your images just now. Please try again later.")
+        await message.reply_text(texts.label("export.read_failed"))
         return
     total = len(export.parts)
     for number, part in enumerate(export.parts, start=1):
         name = "lightbox-images.zip" if total == 1 else f"lightbox-images-part{number}of{total}.zip"
         caption = (
-            "Your images, as the original DICOM files."
+            texts.label("export.caption_one")
             if total == 1
-            else (f"Your images, part {number} of {total} (original DICOM files).")
+            else texts.label("export.caption_part", number=number, total=total)
         )
         await message.reply_document(InputFile(part, filename=name), caption=caption, protect_content=False)
     await message.reply_document(
         InputFile(export.access_log, filename="lightbox-access-log.csv"),
-        caption="Who looked at your images, and when.",
+        caption=texts.label("export.log_caption"),
         protect_content=False,
     )
-    summary = f"Done: {export.images} image file{'s' if export.images != 1 else ''}"
-    summary += (
-        f" in {total} ZIP file{'s' if total != 1 else ''}, and your access log."
-        if total
-        else ", so no ZIP this time, and your access log."
-    )
+    images = texts.counted(export.images, "image_file")
+    if total:
+        summary = texts.label("export.done_zip", images=images, zips=texts.counted(total, "zip_file"))
+    else:
+        summary = texts.label("export.done_no_zip", images=images)
     if export.missing:
-        summary += (
-            f" {export.missing} picture{'s' if export.missing != 1 else ''} live in your hospital's "
-            "archive, not here, so they are not in the ZIP."
-        )
+        summary += texts.label("export.missing", pictures=texts.counted(export.missing, "picture"))
     await message.reply_text(summary)

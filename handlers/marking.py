@@ -78,7 +78,7 @@ async def on_mark(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str)
     if cell and sub_cell:
         if not await in_thread(_save_marker, services, asker, series_ref, slice_index, cell, sub_cell):
             return False
-        await answer_query(update, context, "Marked.")
+        await answer_query(update, context, texts.label("mark.marked"))
         from handlers.viewing import navigate
 
         await navigate(update, context, View(series_ref, slice_index))
@@ -96,7 +96,9 @@ async def on_mark(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str)
         ]
         for row in range(3)
     ]
-    numbers.append([InlineKeyboardButton("Cancel", callback_data=encode_view(View(series_ref, index)))])
+    numbers.append(
+        [InlineKeyboardButton(texts.label("button.cancel"), callback_data=encode_view(View(series_ref, index)))]
+    )
     caption = texts.render("mark_pick", refine=bool(cell))
     await edit_picture(update, photo, caption, InlineKeyboardMarkup(numbers))
     return True
@@ -153,7 +155,11 @@ async def notes_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     rows = await in_thread(_notes, service(context), asker.patient_id)
     buttons = [
-        [InlineKeyboardButton(f"Delete {i + 1}", callback_data=encode_action("del_note", r["public_id"]))]
+        [
+            InlineKeyboardButton(
+                texts.label("button.delete_note", number=i + 1), callback_data=encode_action("del_note", r["public_id"])
+            )
+        ]
         for i, r in enumerate(rows)
     ]
     await reply(update, "notes", notes=rows, reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
@@ -176,6 +182,6 @@ async def delete_note(update: Update, context: ContextTypes.DEFAULT_TYPE, public
         return False
     if not await in_thread(_delete, service(context), asker.patient_id, public_id):
         return False
-    await answer_query(update, context, "Deleted.")
+    await answer_query(update, context, texts.label("note.deleted"))
     await reply(update, "note_deleted")
     return True

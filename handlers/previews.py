@@ -51,12 +51,14 @@ class Slice:
 
 class ArchiveUnavailable(RenderError):
     """The picture's image is kept only in the hospital's archive (PACS), which could not give it now.
-    A RenderError, so every place that shows a picture answers it with its patient-fit text."""
+    A RenderError, so every place that shows a picture answers it with its patient-fit text; ``reason``
+    (archive-down, archive-missing, archive-bad) names the label in handlers/labels.toml."""
 
-    reason = "archive"
+    reason = "archive-down"
 
-    def __init__(self, patient_message: str, detail: str = "") -> None:
+    def __init__(self, reason: str, patient_message: str, detail: str = "") -> None:
         super().__init__(detail)
+        self.reason = reason
         self.patient_message = patient_message
 
 
@@ -66,13 +68,13 @@ def picture_source(files: FileStore, instance: Instance) -> Path | Dataset:
     try:
         return local_path(files, instance)
     except (PacsUnreachable, PacsTimeout) as exc:
-        raise ArchiveUnavailable("The hospital's image archive can't be reached right now. "
+        raise ArchiveUnavailable("archive-down", "The hospital's image archive can't be reached right now. "
                                  "Please try again in a few minutes.", type(exc).__name__) from exc
     except (PacsNotFound, UnknownInstance) as exc:
-        raise ArchiveUnavailable("This picture is no longer in the hospital's image archive.",
+        raise ArchiveUnavailable("archive-missing", "This picture is no longer in the hospital's image archive.",
                                  type(exc).__name__) from exc
     except DicomWebError as exc:
-        raise ArchiveUnavailable("The hospital's image archive sent something I can't use. "
+        raise ArchiveUnavailable("archive-bad", "The hospital's image archive sent something I can't use. "
                                  "Please try again later.", type(exc).__name__) from exc
 
 

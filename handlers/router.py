@@ -14,9 +14,9 @@ from telegram import Update
 from telegram.constants import MessageLimit
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from handlers import account, export, sharing, uploads, viewing, words
+from handlers import account, export, sharing, texts, uploads, viewing, words
 from handlers.callbacks import BadCallback, decode_action, decode_view
-from handlers.chat import answer_query, error_reference, reply
+from handlers.chat import answer_query, asker_of, error_reference, reply
 from handlers.understanding import understand
 from handlers.viewing import StudyRequest
 
@@ -24,40 +24,51 @@ log = logging.getLogger("lightbox.router")
 
 # Longer messages are cut before understanding: nobody asks for a scan in a novel.
 MAX_UNDERSTOOD_CHARS = 1000
-PROBLEM_REPLIES = {
-    "duration_not_positive": "A share link needs a time in the future, from 1 hour up to 30 days. "
-    "How long should it work?",
-    "duration_too_short": "A share link lasts at least 1 hour. How long should it work?",
-    "duration_too_long": "A share link can last up to 30 days. How long should it work?",
-    "recipient_public": "I can only share your images with a person you choose, through a private link. "
-    'Who should get it? For example: "share my last MRI with Dr. Lee".',
-    "date_in_future": "That date is in the future, so I have no scan from then. Send /studies to see your scans.",
-    "date_before_imaging": "I don't have scans from that long ago. Send /studies to see your scans.",
-}
+# Problems understanding found in a share request, answered with labels problem.<name>.
+PROBLEM_REPLIES = frozenset(
+    {
+        "duration_not_positive",
+        "duration_too_short",
+        "duration_too_long",
+        "recipient_public",
+        "date_in_future",
+        "date_before_imaging",
+    }
+)
 # "show my history" / "my timeline" (and in German, Spanish, Russian) opens the timeline.
 TIMELINE_WORDS = re.compile(
     r"\b(timeline|my history|history of my (scans|images|studies)|verlauf|zeitleiste|historial|línea de tiempo"
     r"|cronolog[ií]a)\b|истори[яюи]\s+(мо|сним|исслед)",
     re.IGNORECASE,
 )
-COMMANDS = [
-    ("start", "Start, or link this chat with your code"),
-    ("help", "What I can do"),
-    ("studies", "List your studies"),
-    ("last", "Show your newest scan"),
-    ("explain", "Explain a word, e.g. /explain FLAIR"),
-    ("compare", "Compare your newest scan with the one before"),
-    ("share", "Share the scan on screen with a doctor"),
-    ("shares", "Your share links, and stop them"),
-    ("activity", "Who looked at your images"),
-    ("privacy", "What I keep and who can see it"),
-    ("forget", "Delete everything I have about you"),
-    ("export", "Get a copy of your images and access log"),
-    ("language", "Choose a language"),
-    ("notes", "Your notes and marks on pictures"),
-    ("draw", "Draw arrows and circles on your pictures"),
-    ("timeline", "Your studies over time"),
-]
+# The command menu; each description is label command.<name>, set per language by bot.app.
+COMMAND_NAMES = (
+    "start",
+    "help",
+    "studies",
+    "last",
+    "explain",
+    "compare",
+    "share",
+    "shares",
+    "activity",
+    "privacy",
+    "forget",
+    "export",
+    "language",
+    "notes",
+    "draw",
+    "timeline",
+)
+
+
+def commands(lang: str = "en") -> list[tuple[str, str]]:
+    """The command menu in ``lang``: (command, description) pairs."""
+    with texts.speaking(lang):
+        return [(name, texts.label(f"command.{name}")) for name in COMMAND_NAMES]
+
+
+COMMANDS = commands()
 
 
 def which_text(which: Any) -> str | None:
@@ -115,7 +126,8 @@ async def act(
 ) -> None:
     for problem in problems:
         if problem in PROBLEM_REPLIES:
-            await reply(update, "share_failed", reason=PROBLEM_REPLIES[problem])
+            await asker_of(update, context)  # the chat's language, for the label
+            await reply(update, "share_failed", reason=texts.label(f"problem.{problem}"))
             return
     if intent == "show_study":
         await viewing.show_study(update, context, study_request(slots))
@@ -185,13 +197,9 @@ async def on_callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if handled:
         await answer_query(update, context)
     else:
-        await answer_query(update, context, texts_button_expired())
-
-
-def texts_button_expired() -> str:
-    from handlers.texts import TEMPLATES_DIR
-
-    return (TEMPLATES_DIR / "button_expired.txt").read_text(encoding="utf-8").strip()
+        if not texts.current_language.get():
+            await asker_of(update, context)  # the chat's language, for the alert
+        await answer_query(update, context, texts.plain_text("button_expired"))
 
 
 async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE, data: str) -> bool:

@@ -56,12 +56,17 @@ def _create(
         values = {
             "url": url,
             "recipient": recipient,
-            "what": f"your {study_what(study).lower()} from {texts.nice_date(study.study_date)}",
+            "what": _your_study(study),
             "expires": texts.nice_time(created.link.expires_at),
             "max_views": created.link.max_views,
             "code": created.access_code,
         }
         return url, values
+
+
+def _your_study(study: Study) -> str:
+    """``your MRI of the brain from 12 March 2025`` (the other languages leave out "your")."""
+    return texts.label("share.what", what=texts.what_when(study_what(study, sentence_start=False), study.study_date))
 
 
 def qr_png(url: str) -> bytes:
@@ -86,9 +91,7 @@ async def share_study(
         return
     services = service(context)
     if hours is not None and (hours < 1 or hours > 720):
-        await reply(
-            update, "share_failed", reason="A share link can last from 1 hour up to 30 days. How long should it work?"
-        )
+        await reply(update, "share_failed", reason=texts.label("share.hours"))
         return
     view = current_view(context)
     study = await in_thread(_pick_study, services, asker, request, study_ref, view.series if view else None)
@@ -99,17 +102,16 @@ async def share_study(
         return
     try:
         url, values = await in_thread(_create, services, asker, study.id, hours, recipient)
-    except ShareError as exc:
-        await reply(update, "share_failed", reason=str(exc))
+    except ShareError:
+        # Its message is for an operator's command line; the patient gets the plain sentence.
+        await reply(update, "share_failed", reason=texts.label("share.failed"))
         return
     message = update.effective_message
     assert message is not None
     text = texts.render("share_created", **values)
     # The link message must be forwardable: no protect_content here (previews stay protected).
     await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, protect_content=False)
-    await message.reply_photo(
-        photo=qr_png(url), caption="The same link as a QR code, to show on your phone.", protect_content=False
-    )
+    await message.reply_photo(photo=qr_png(url), caption=texts.label("share.qr_caption"), protect_content=False)
 
 
 def _links(services: Services, patient_id: int) -> list[dict[str, Any]]:
@@ -120,7 +122,11 @@ def _links(services: Services, patient_id: int) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "public_id": link.public_id,
-                    "what": study_what(study) + f" ({texts.nice_date(study.study_date)})" if study else "a study",
+                    "what": (
+                        f"{study_what(study)} ({texts.nice_date(study.study_date)})"
+                        if study
+                        else texts.label("shares.a_study")
+                    ),
                     "recipient": link.recipient_label,
                     "expires": texts.nice_time(link.expires_at),
                     "views": link.view_count,
@@ -136,7 +142,11 @@ async def shares_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return
     rows = await in_thread(_links, service(context), asker.patient_id)
     buttons = [
-        [InlineKeyboardButton(f"Stop link {i + 1}", callback_data=encode_action("revoke", r["public_id"]))]
+        [
+            InlineKeyboardButton(
+                texts.label("button.stop_link", number=i + 1), callback_data=encode_action("revoke", r["public_id"])
+            )
+        ]
         for i, r in enumerate(rows)
     ]
     await reply(update, "shares", links=rows, reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
@@ -196,7 +206,7 @@ def _draw_link(services: Services, asker: Asker, study_id: int) -> dict[str, Any
         )
         return {
             "url": created.url(services.public_url),
-            "what": f"your {study_what(study).lower()} from {texts.nice_date(study.study_date)}",
+            "what": _your_study(study),
             "expires": texts.nice_time(created.link.expires_at),
         }
 
@@ -213,7 +223,7 @@ async def draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     view = current_view(context)
     study = await in_thread(_pick_study, services, asker, None, None, view.series if view else None)
     if study is None:
-        await reply(update, "no_study", any_studies=False, wanted="a scan", suggestion="")
+        await reply(update, "no_study", any_studies=False, wanted=StudyRequest().words(), suggestion="")
         return
     values = await in_thread(_draw_link, services, asker, study.id)
     message = update.effective_message

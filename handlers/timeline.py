@@ -33,7 +33,7 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         tiles: list[tuple[tuple[Path | Dataset, int], str]] = []
         for study in studies:
-            part = study.body_part or "other"
+            part = texts.sentence_start(texts.part_name(study.body_part or "other"))
             groups[part].append(
                 {"when": texts.nice_date(study.study_date), "what": texts.modality_word(study.modalities)}
             )
@@ -49,9 +49,9 @@ def _timeline(services: Services, asker: Asker) -> tuple[list[dict[str, Any]], b
                 source = picture_source(services.files, piece.instance)
             except ArchiveUnavailable:
                 continue  # the dates still list it; only its thumbnail is missing
-            label = (
-                f"{study.study_date.isoformat() if study.study_date else '?'} {texts.modality_word(study.modalities)}"
-            )
+            # Drawn on the picture: the kind's word where the font has its letters, else the DICOM code.
+            kind = texts.drawable(texts.modality_word(study.modalities), study.modalities.replace("\\", "/"))
+            label = f"{study.study_date.isoformat() if study.study_date else '?'} {kind}"
             tiles.append(((source, piece.frame), label))
             record_access(
                 session, asker.patient_id, "chat", asker.actor_ref, "view", study_id=study.id, detail="timeline"

@@ -92,7 +92,7 @@ def short_name(dicom_name: str) -> str:
     family, given = [*parts, "", ""][:2]
     if given and family:
         return f"{given.split()[0].title()} {family[:1].upper()}."
-    return (given or family).title() or "Someone unnamed"
+    return (given or family).title() or texts.label("upload.unnamed")
 
 
 def _people(services: Services, report: ImportReport) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def _people_by_id(services: Services, public_ids: list[str]) -> list[dict[str, A
                 continue
             label = short_name(patient.name)
             year = patient.birth_date[:4] if patient.birth_date else ""
-            label += f", born {year}" if year else ""
+            label += texts.label("upload.born", year=year) if year else ""
             studies = int(
                 session.scalar(select(func.count()).select_from(Study).where(Study.patient_id == patient.id)) or 0
             )
@@ -148,12 +148,7 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     document = message.document
     if document.file_size and document.file_size > FileSizeLimit.FILESIZE_DOWNLOAD:
         limit_mb = FileSizeLimit.FILESIZE_DOWNLOAD // 1_000_000
-        await reply(
-            update,
-            "upload_failed",
-            reason=f"it is larger than the {limit_mb} MB Telegram lets me download. Please send the CD as "
-            "several smaller .zip files, or ask your clinic for a link.",
-        )
+        await reply(update, "upload_failed", reason=texts.label("upload.too_large", limit=limit_mb))
         return
     asker = await asker_of(update, context)
     services = service(context)
@@ -187,7 +182,7 @@ async def receive_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         await in_thread(discard_unfiled, services.sessions, services.files, [c.storage_key for c in report.conflicts])
     except ImportProblem as exc:
         await progress.settle()
-        await status.edit_text(texts.render("upload_failed", reason=str(exc)), parse_mode=ParseMode.HTML)
+        await status.edit_text(texts.render("upload_failed", reason=problem_words(exc)), parse_mode=ParseMode.HTML)
         return
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -223,16 +218,27 @@ async def finish_import(
 def _claim_keyboard(people: list[dict[str, Any]], nonce: str) -> InlineKeyboardMarkup:
     """One "I am ..." button per person on the upload, and "None of these"."""
     buttons = [
-        [InlineKeyboardButton(f"I am {p['label']}"[:60], callback_data=encode_action("claim", p["public_id"], nonce))]
+        [
+            InlineKeyboardButton(
+                texts.label("button.i_am", label=p["label"])[:60],
+                callback_data=encode_action("claim", p["public_id"], nonce),
+            )
+        ]
         for p in people
     ]
-    buttons.append([InlineKeyboardButton("None of these", callback_data=encode_action("claim_none", nonce))])
+    buttons.append(
+        [InlineKeyboardButton(texts.label("button.none_of_these"), callback_data=encode_action("claim_none", nonce))]
+    )
     return InlineKeyboardMarkup(buttons)
 
 
 def summary_text(report: ImportReport, patient_public_id: str | None = None) -> str:
     studies = [
-        {"when": texts.nice_date(s.date), "what": _study_words(s.modalities, s.body_part), "description": s.description}
+        {
+            "when": texts.nice_date(s.date),
+            "what": texts.sentence_start(texts.what_of("\\".join(s.modalities), s.body_part)),
+            "description": s.description,
+        }
         for s in report.studies
         if patient_public_id is None or s.patient_public_id == patient_public_id
     ]
@@ -243,15 +249,39 @@ def summary_text(report: ImportReport, patient_public_id: str | None = None) -> 
         present=report.instances_present,
         studies=studies[:15],
         skipped=len(report.skipped),
-        skip_reason=reasons[0] if len(reasons) == 1 else "",
+        skip_reason=skip_words(reasons[0]) if len(reasons) == 1 else "",
         conflicts=len(report.conflicts),
     )
 
 
-def _study_words(modalities: list[str], body_part: str) -> str:
-    what = texts.modality_word("\\".join(modalities))
-    what = what[0].upper() + what[1:]
-    return f"{what} of the {body_part}" if body_part else what
+# store.importer's reasons for skipping a file -> labels upload.skip.<key> (matched on how they begin).
+SKIP_REASONS = (
+    ("a DICOMDIR", "dicomdir"),
+    ("empty file", "empty"),
+    ("not a DICOM file", "not_dicom"),
+    ("damaged DICOM file", "damaged"),
+    ("could not be read", "unreadable"),
+    ("damaged file in the archive", "damaged_in_archive"),
+    ("an archive inside the upload", "archive"),
+)
+
+
+def skip_words(reason: str) -> str:
+    """Why files were skipped, in the update's language ('' where there are no words for it)."""
+    for start, key in SKIP_REASONS:
+        if reason.startswith(start):
+            return texts.in_language(reason, f"upload.skip.{key}")
+    return reason if texts.language() == "en" else ""
+
+
+def problem_words(exc: ImportProblem) -> str:
+    """Why an upload could not be imported: the importer's own (English) message, else the label for its
+    kind of problem."""
+    for kind in type(exc).__mro__:
+        key = f"upload.problem.{kind.__name__}"
+        if key in texts.labels():
+            return texts.in_language(str(exc), key)
+    return texts.in_language(str(exc), "upload.problem.ImportProblem")
 
 
 async def claim(update: Update, context: ContextTypes.DEFAULT_TYPE, patient_public_id: str | None, nonce: str) -> bool:
@@ -310,6 +340,7 @@ def enqueue_upload(services: Services, asker: Asker, path: Path, status_message_
         "issuer_scope": upload_issuer(asker.telegram_user_id),
         "actor_ref": asker.actor_ref,
         "telegram_user_id": asker.telegram_user_id,
+        "language": asker.language,  # the summary is written in the job, in the chat's language
     }
     return jobs.enqueue(
         services.sessions, UPLOAD_JOB, payload, chat_id=asker.chat_id, progress_message_id=status_message_id
@@ -322,6 +353,11 @@ def run_upload_job(ctx: Any) -> dict[str, Any]:
     ``ctx`` is the job runner's context (job, services, report). Returns what the summary needs, as JSON.
     """
     payload = ctx.job.payload
+    with texts.speaking(str(payload.get("language", "en"))):
+        return _run_upload_job(ctx, payload)
+
+
+def _run_upload_job(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
     path = Path(payload["path"])
 
     def progress(done: int, total: int) -> None:
@@ -339,7 +375,7 @@ def run_upload_job(ctx: Any) -> dict[str, Any]:
         # As in the direct path: conflicts kept aside have no row, so nobody could see or erase them.
         discard_unfiled(ctx.services.sessions, ctx.services.files, [c.storage_key for c in report.conflicts])
     except ImportProblem as exc:
-        return {"problem": str(exc)}
+        return {"problem": problem_words(exc)}
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
     return {
@@ -350,11 +386,27 @@ def run_upload_job(ctx: Any) -> dict[str, Any]:
 
 
 async def finish_upload_job(application: Any, job: Any, result: dict[str, Any], message_id: int | None) -> None:
-    """After the job: the summary, or the "which one are you" question, in the job's status message."""
+    """After the job: the summary, or the "which one are you" question, in the job's status message (in the
+    chat's language: the job runner is not an update's task, so it is set here for this call only)."""
     services = application.bot_data[SERVICES_KEY]
-    bot = application.bot
     if job.chat_id is None or message_id is None:
         return
+    user_id = int(job.payload["telegram_user_id"])
+
+    def asker_now() -> Asker:
+        from handlers.chat import asker_sync
+
+        with services.sessions() as session:
+            return asker_sync(session, user_id, int(job.chat_id), str(job.payload.get("language", "en")))
+
+    asker = await in_thread(asker_now)
+    with texts.speaking(asker.language):
+        await _finish_upload_job(application, job, result, message_id, asker)
+
+
+async def _finish_upload_job(application: Any, job: Any, result: dict[str, Any], message_id: int, asker: Asker) -> None:
+    services = application.bot_data[SERVICES_KEY]
+    bot = application.bot
     if "problem" in result:
         await bot.edit_message_text(
             texts.render("upload_failed", reason=result["problem"]),
@@ -363,15 +415,6 @@ async def finish_upload_job(application: Any, job: Any, result: dict[str, Any], 
             parse_mode=ParseMode.HTML,
         )
         return
-    user_id = int(job.payload["telegram_user_id"])
-
-    def asker_now() -> Asker:
-        from handlers.chat import asker_sync
-
-        with services.sessions() as session:
-            return asker_sync(session, user_id, int(job.chat_id))
-
-    asker = await in_thread(asker_now)
     patients = [str(p) for p in result.get("patients", [])]
     if len(patients) > 1:
         people = await in_thread(_people_by_id, services, patients)

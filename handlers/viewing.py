@@ -23,6 +23,7 @@ from handlers.chat import (
     edit_picture,
     in_thread,
     linked_asker,
+    render_reason,
     reply,
     service,
 )
@@ -56,15 +57,14 @@ class StudyRequest:
     which: str | None = None  # latest | earliest | previous | YYYY | YYYY-MM | YYYY-MM-DD
 
     def words(self) -> str:
-        what = texts.modality_word(self.modality) if self.modality else "scan"
-        if self.body_part:
-            what = f"{what} of the {self.body_part}"
+        """What was asked for, in the update's language ("a MRI of the knee from 2023", "MRT des Knies von 2023")."""
+        what = texts.what_of(self.modality or "", self.body_part or "")
         if self.which and self.which[:1].isdigit():
-            what += f" from {self.which}"
-        elif self.which == "earliest":
-            what = f"first {what}"
-        elif self.which == "previous":
-            what = f"previous {what}"
+            what = texts.label("wanted.from", what=what, which=self.which)
+        elif self.which in {"earliest", "previous"}:
+            what = texts.label(f"wanted.{self.which}", what=what)
+        if texts.language() != "en":
+            return what
         return f"a {what}" if not what.startswith(("a", "e", "i", "o", "u")) else f"an {what}"
 
 
@@ -108,7 +108,7 @@ async def send_card(update: Update, context: ContextTypes.DEFAULT_TYPE, asker: A
     try:
         card = await in_thread(render_card, services, asker, view)
     except RenderError as exc:
-        await reply(update, "render_failed", reason=str(exc))
+        await reply(update, "render_failed", reason=render_reason(exc))
         return True
     if card is None:
         return False
@@ -192,7 +192,7 @@ async def show_study(update: Update, context: ContextTypes.DEFAULT_TYPE, request
                     latest_study(session, patient_id, body_part=request.body_part) if request.body_part else None
                 )
                 if near is not None:
-                    suggestion = f"{study_what(near).lower()} from {texts.nice_date(near.study_date)}"
+                    suggestion = texts.what_when(study_what(near, sentence_start=False), near.study_date)
             view = first_view(session, patient_id, study) if study is not None else None
             return view, total, suggestion
 
@@ -258,9 +258,13 @@ async def list_studies_reply(
     ]
     paging = []
     if page > 0:
-        paging.append(InlineKeyboardButton("‹ Newer", callback_data=encode_action("studies", str(page - 1))))
+        paging.append(
+            InlineKeyboardButton(texts.label("button.newer"), callback_data=encode_action("studies", str(page - 1)))
+        )
     if (page + 1) * STUDIES_PAGE < total:
-        paging.append(InlineKeyboardButton("Older ›", callback_data=encode_action("studies", str(page + 1))))
+        paging.append(
+            InlineKeyboardButton(texts.label("button.older"), callback_data=encode_action("studies", str(page + 1)))
+        )
     if paging:
         buttons.append(paging)
     text = texts.render("studies", studies=rows, total=total, offset=page * STUDIES_PAGE)
@@ -334,7 +338,7 @@ async def choose_series(update: Update, context: ContextTypes.DEFAULT_TYPE, stud
             for s in series_of_study(session, patient_id, study.id):
                 count = max(s.instance_count, s.frame_count)
                 label = s.description or texts.modality_word(s.modality)
-                out.append((s.public_id, f"{label} ({texts.plural(count, 'picture')})"[:60]))
+                out.append((s.public_id, f"{label} ({texts.counted(count, 'picture')})"[:60]))
             return out
 
     found = await in_thread(load)

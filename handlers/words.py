@@ -73,7 +73,7 @@ async def explain_term(
         texts.current_language.set(lang)
     result = await in_thread(glossary().lookup, term or "")
     if result.best is None:
-        suggestions = [(c.id, c.term) for c in result.suggestions]
+        suggestions = [(c.id, glossary().explain(c, lang).term) for c in result.suggestions]
         await reply(
             update,
             "explain_unknown",

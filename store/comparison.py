@@ -31,11 +31,14 @@ IMAGE_FREE_MODALITIES = frozenset({"SR", "DOC", "PR", "KO", "OT"})
 
 @dataclass(frozen=True)
 class ComparisonPlan:
-    """Two studies to put side by side (earlier, later), or why there are none (``problem``)."""
+    """Two studies to put side by side (earlier, later), or why there are none: ``problem`` in plain English,
+    ``code`` and ``values`` for saying it in another language (handlers.comparing)."""
 
     earlier: Study | None = None
     later: Study | None = None
     problem: str = ""
+    code: str = ""
+    values: tuple[str, ...] = ()
 
 
 def _family(modalities: str) -> set[str]:
@@ -74,16 +77,20 @@ def plan_comparison(
         second = latest_study(session, patient_id, on=dates[1], **kind)
         if first is None or second is None:
             missing = dates[0] if first is None else dates[1]
-            return ComparisonPlan(problem=f"I couldn't find a matching scan from {missing}.")
+            return ComparisonPlan(
+                problem=f"I couldn't find a matching scan from {missing}.", code="missing_date", values=(missing,)
+            )
         pair = sorted([first, second], key=lambda s: s.study_date or date.min)
         return ComparisonPlan(pair[0], pair[1])
     later = later_study or latest_study(session, patient_id, **kind)
     if later is None:
-        return ComparisonPlan(problem="I couldn't find a scan like that to compare.")
+        return ComparisonPlan(problem="I couldn't find a scan like that to compare.", code="nothing")
     if len(dates) == 1:
         named = latest_study(session, patient_id, on=dates[0], **kind)
         if named is None or named.id == later.id:
-            return ComparisonPlan(problem=f"I couldn't find a matching scan from {dates[0]}.")
+            return ComparisonPlan(
+                problem=f"I couldn't find a matching scan from {dates[0]}.", code="missing_date", values=(dates[0],)
+            )
         pair = sorted([named, later], key=lambda s: s.study_date or date.min)
         return ComparisonPlan(pair[0], pair[1])
     earlier = previous_study(session, patient_id, later, **kind)
@@ -103,14 +110,19 @@ def plan_comparison(
                 problem=(
                     f"Your earlier {part} study is {_words(other)}, and the newer one is {_words(later)}. "
                     "Different kinds of scan can't be compared picture by picture."
-                )
+                ),
+                code="different_kinds",
+                values=(part, other.modalities, later.modalities),
             )
     oldest = earliest_study(session, patient_id, **kind)
     if oldest is not None and oldest.id == later.id:
         return ComparisonPlan(
-            problem="This is your only scan of this kind, so there is nothing earlier to compare it with."
+            problem="This is your only scan of this kind, so there is nothing earlier to compare it with.",
+            code="only_one",
         )
-    return ComparisonPlan(problem="I couldn't find an earlier scan of the same kind to compare with.")
+    return ComparisonPlan(
+        problem="I couldn't find an earlier scan of the same kind to compare with.", code="no_earlier"
+    )
 
 
 def _image_series(session: Session, patient_id: int, study: Study) -> list[Series]:

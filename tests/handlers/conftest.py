@@ -46,9 +46,10 @@ class Lightbox:
             assert patient is not None
             return patient.id
 
-    async def linked_user(self, patient_row_id: int, name: str) -> ChatUser:
-        """A chat user who has linked their chat to ``patient_row_id`` with a fresh code."""
-        user = self.driver.user(name)
+    async def linked_user(self, patient_row_id: int, name: str, language_code: str | None = None) -> ChatUser:
+        """A chat user (whose Telegram app speaks ``language_code``) who has linked their chat to
+        ``patient_row_id`` with a fresh code."""
+        user = self.driver.user(name) if language_code is None else self.driver.user(name, language_code=language_code)
         await user.command("start", self.link_code(patient_row_id))
         await user.wait_for_reply()
         return user

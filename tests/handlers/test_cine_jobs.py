@@ -23,7 +23,8 @@ from sqlalchemy import select
 from bot.settings import Settings
 from handlers.callbacks import View
 from handlers.chat import asker_sync
-from handlers.cine import DONE_TEXT, NOT_YOURS_TEXT, enqueue_cine
+from handlers.cine import enqueue_cine
+from handlers.texts import label
 from imaging.compose import CINE_MAX_FRAMES
 from store.dicomweb import sync_patient
 from store.models import AccessEvent, Instance, Patient, Series, Study
@@ -72,7 +73,7 @@ async def test_play_on_a_long_series_runs_as_a_job_with_progress(with_jobs: Ligh
     data = animation.content.animation.data if animation.content.animation else b""
     assert data[:6] in (b"GIF89a", b"GIF87a") and _frames(data) == CINE_MAX_FRAMES
     # One message showed the progress, and says at the end that it is done.
-    await cy.wait_until(lambda: status.text == DONE_TEXT)
+    await cy.wait_until(lambda: status.text == label("cine.done"))
     shown = [old.text or "" for old in status.history]
     assert any(f"of {CINE_MAX_FRAMES + 1} pictures ready" in text for text in shown), shown
     assert [m for m in cy.bot_messages if m.method == "sendAnimation"] == [animation]
@@ -117,7 +118,7 @@ async def test_the_job_refuses_a_series_that_is_not_the_chats_patients(with_jobs
     assert asker.patient_id == mine
     # A job naming somebody else's series (as a forged or stale button would): nothing is sent.
     job_id = enqueue_cine(with_jobs.services, asker, View(other.public_id), note.message_id)
-    await me.wait_until(lambda: note.text == NOT_YOURS_TEXT)
+    await me.wait_until(lambda: note.text == label("cine.not_yours"))
     assert not any(m.method == "sendAnimation" for m in me.bot_messages)
     with with_jobs.services.sessions() as session:
         job = session.get(Job, job_id)

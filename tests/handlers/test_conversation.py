@@ -290,8 +290,18 @@ async def test_draw_gives_the_patient_a_protected_link_of_their_own(lightbox: Li
     assert row.can_annotate and row.download == "none" and row.patient_id == mine
 
 
+def button_texts(message: object) -> list[str]:
+    markup = getattr(message, "reply_markup", None) or {}
+    return [b["text"] for row in markup.get("inline_keyboard", []) for b in row]
+
+
+# The study card's English button labels: none may show in a chat that speaks another language.
+ENGLISH_CARD_BUTTONS = {"‹ Back", "Next ›", "Rotate ↻", "Zoom 🔍", "Invert ◐", "Explain this", "Mark 📍", "Play ▶",
+                        "Share", "Compare with earlier"}
+
+
 async def test_the_chat_speaks_the_patients_language(lightbox: Lightbox) -> None:
-    mine = lightbox.add_patient("P-L", "Lang^Lena", [study("mr", 2, "MR", "MRI knee", "KNEE", MR)])
+    mine = lightbox.add_patient("P-L", "Lang^Lena", [study("mr", 2, "MR", "MRI knee", "KNEE", MR, copies=3)])
     lena = lightbox.driver.user("Lena", language_code="de")
     await lena.command("start")
     welcome = await lena.wait_for_reply()
@@ -299,6 +309,45 @@ async def test_the_chat_speaks_the_patients_language(lightbox: Lightbox) -> None
     await lena.command("start", lightbox.link_code(mine))
     linked = await lena.wait_for_reply()
     assert "verbunden" in (linked.text or "")
+    # Her study card: German caption (kind, body part, date, picture count) and German buttons.
+    await lena.command("last")
+    card = await lena.wait_for_reply()
+    caption = card.caption or ""
+    assert "MRT des Knies" in caption
+    assert "26. November 2026" in caption  # 2 days before 28 Nov 2026, German month name
+    assert "Bild 2 von 3" in caption
+    assert "picture" not in caption and "November 2026" in caption
+    buttons = button_texts(card)
+    assert {"Weiter ›", "‹ Zurück", "Drehen ↻", "Teilen", "Mit früher vergleichen", "Abspielen ▶"} <= set(buttons)
+    assert ENGLISH_CARD_BUTTONS.isdisjoint(buttons)
+    before = card.version
+    tap = await lena.tap(card, "Weiter ›")
+    await lena.wait_for_answer(tap)
+    card = await lena.wait_for_edit(card, since_version=before)
+    assert "Bild 3 von 3" in (card.caption or "")
+    assert ENGLISH_CARD_BUTTONS.isdisjoint(button_texts(card))
+    # "Explain this": how the pictures were made, in German, ending with the pointer to her doctor.
+    tap = await lena.tap(card, "Erklären")
+    await lena.wait_for_answer(tap)
+    described = await lena.wait_for_reply()
+    text = described.text or ""
+    assert text.startswith("Aufnahme: MRT des Knies, gemacht am ")
+    assert "Ihre Ärztin oder Ihr Arzt" in text and "This" not in text and "doctor" not in text
+    # Sharing from the card: the link message and the QR code's caption are German too.
+    tap = await lena.tap(card, "Teilen")
+    await lena.wait_for_answer(tap)
+    link = await lena.wait_for_reply()
+    qr = await lena.wait_for_reply(after=link)
+    text = link.text or ""
+    assert "Hier ist Ihr Link zum Teilen" in text and "http://127.0.0.1:9/s/" in text
+    assert "MRT des Knies vom 26. November 2026" in text
+    assert "Leiten Sie diese Nachricht" in text and "your" not in text.lower()
+    assert link.protect_content is False
+    assert qr.photo_bytes is not None and "QR-Code" in (qr.caption or "")
+    await lena.command("shares")
+    listing = await lena.wait_for_reply()
+    assert "Ihre aktiven Links zum Teilen" in (listing.text or "") and button_texts(listing) == ["Link 1 stoppen"]
+    # Choosing Spanish switches every message, the card included.
     await lena.command("language")
     choice = await lena.wait_for_reply()
     tap = await lena.tap(choice, "Español")
@@ -306,7 +355,41 @@ async def test_the_chat_speaks_the_patients_language(lightbox: Lightbox) -> None
     await lena.command("help")
     help_text = await lena.wait_for_reply()
     assert "Lo que puedo hacer" in (help_text.text or "")
+    await lena.command("last")
+    card = await lena.wait_for_reply()
+    assert "Resonancia magnética de la rodilla" in (card.caption or "")
+    assert "26 de noviembre de 2026" in (card.caption or "") and "imagen 2 de 3" in (card.caption or "")
+    assert {"Siguiente ›", "Compartir"} <= set(button_texts(card))
     ivan = lightbox.driver.user("Ivan", language_code="ru")
     await ivan.say("покажи моё последнее МРТ")
     not_linked = await ivan.wait_for_reply()
     assert "У меня пока нет ваших снимков" in (not_linked.text or "")
+
+
+async def test_a_russian_speaker_s_card_list_and_counts_are_russian(lightbox: Lightbox) -> None:
+    mine = lightbox.add_patient("P-RU", "Ivanov^Ivan", [
+        study("ct", 3, "CT", "CT head", "HEAD", CT, copies=21),
+        study("mr", 40, "MR", "MRI knee", "KNEE", MR, copies=2),
+    ])
+    ivan = lightbox.driver.user("Ivan", language_code="ru")
+    await ivan.command("start", lightbox.link_code(mine))
+    linked = await ivan.wait_for_reply()
+    assert "Готово, этот чат связан" in (linked.text or "")
+    await ivan.command("studies")
+    listing = await ivan.wait_for_reply()
+    text = listing.text or ""
+    assert "21 снимок" in text and "2 снимка" in text  # Russian's one and few forms
+    assert "25 ноября 2026 г." in text and "19 октября 2026 г." in text
+    await ivan.command("last")
+    card = await ivan.wait_for_reply()
+    caption = card.caption or ""
+    assert "КТ головы" in caption and "снимок 11 из 21" in caption
+    buttons = button_texts(card)
+    assert {"Вперёд ›", "« 10", "Лёгкие", "Кости", "Поделиться"} <= set(buttons)
+    assert ENGLISH_CARD_BUTTONS.isdisjoint(buttons)
+    before = card.version
+    tap = await ivan.tap(card, "Лёгкие")
+    await ivan.wait_for_answer(tap)
+    card = await ivan.wait_for_edit(card, since_version=before)
+    assert "Настройка: окно для лёгких" in (card.caption or "")
+    assert "• Лёгкие" in button_texts(card)

@@ -105,3 +105,7 @@ async def test_when_the_pacs_cannot_be_reached_the_card_says_so(pacs_box: Lightb
     shown = answer.text or answer.caption or ""
     assert "image archive can't be reached right now" in shown, shown
     assert "went wrong" not in shown.lower()
+    lena = await pacs_box.linked_user(patient, "Lena", language_code="de")
+    await lena.command("last")
+    answer = await lena.wait_for_reply()
+    assert "Bildarchiv des Krankenhauses ist gerade nicht erreichbar" in (answer.text or answer.caption or "")
