@@ -181,7 +181,7 @@ def share_notifier(
             study = session.get(Study, link.study_id)
             out = []
             for chat in session.scalars(select(ChatLink).where(ChatLink.patient_id == link.patient_id)):
-                with texts.speaking(chat.language):
+                with texts.speaking(chat.language or chat.app_language):
                     what = texts.mid_sentence(texts.modality_word(study.modalities if study is not None else ""))
                     out.append((chat.chat_id, texts.render(template, what=what, recipient=link.recipient_label)))
             return out

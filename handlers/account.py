@@ -71,6 +71,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     outcome, studies = await in_thread(_link, service(context), code, user.id, chat.id)
     if outcome == "ok":
+        await asker_of(update, context)  # the new link's language, and its app language remembered
         await reply(update, "linked", study_count=studies)
     else:
         await reply(update, "link_failed", reason=outcome)

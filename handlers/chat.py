@@ -69,6 +69,20 @@ def asker_sync(session: Session, telegram_user_id: int, chat_id: int, telegram_l
     )
 
 
+def remember_app_language(session: Session, asker: Asker, telegram_language: str) -> None:
+    """Keep the chat's Telegram app language (when Lightbox speaks it), so messages that answer no update
+    (a share link opened, a job done) speak it too. Written only when it changed."""
+    app = (telegram_language or "")[:2].lower()
+    if asker.chat_link_id is None or app not in texts.LANGUAGES:
+        return
+    from store.models import ChatLink
+
+    link = session.get(ChatLink, asker.chat_link_id)
+    if link is not None and link.app_language != app:
+        link.app_language = app
+        session.commit()
+
+
 async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking work (database, rendering) off the event loop."""
     return await asyncio.to_thread(func, *args, **kwargs)
@@ -85,7 +99,9 @@ async def asker_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Asker:
 
     def load() -> Asker:
         with services.sessions() as session:
-            return asker_sync(session, user_id, chat_id, spoken)
+            asker = asker_sync(session, user_id, chat_id, spoken)
+            remember_app_language(session, asker, spoken)
+            return asker
 
     asker = await in_thread(load)
     texts.current_language.set(asker.language)

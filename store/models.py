@@ -122,6 +122,9 @@ class ChatLink(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), index=True)
     # '' until the patient picks one with /language (then the Telegram app's language is used).
     language: Mapped[str] = mapped_column(String(8), default="")
+    # The Telegram app's language as last seen (when Lightbox speaks it), for messages that answer no
+    # update of the patient's, such as "your link was opened just now".
+    app_language: Mapped[str] = mapped_column(String(8), default="", server_default="")
     protect_content: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

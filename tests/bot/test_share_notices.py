@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from bot.app import build_application, build_services, running
 from bot.sandbox import BotApiSandbox, TelegramDriver
 from bot.server import share_notifier
@@ -39,6 +41,34 @@ async def test_opened_and_locked_notices_reach_the_patients_chat(tmp_path: Path)
             # Nothing for a link that does not exist.
             await share_notifier(app, services.sessions)("0" * 32)
         assert len(ann.bot_messages) == 2
+
+
+async def test_the_notice_speaks_the_telegram_apps_language_without_a_language_choice(tmp_path: Path) -> None:
+    from store.linking import create_link_code
+
+    services = build_services(Settings(data_dir=tmp_path / "data"))
+    with services.sessions() as session, session.begin():
+        patient = Patient(name="Notice^Lena")
+        session.add(patient)
+        session.flush()
+        study = Study(patient_id=patient.id, study_uid="1.2.3.5", modalities="MR", body_part="knee")
+        session.add(study)
+        session.flush()
+        public_id = create_share(session, patient=patient, study=study, recipient_label="Dr. Weber").link.public_id
+        code = create_link_code(session, patient.id)
+    async with BotApiSandbox() as sandbox:
+        driver = TelegramDriver(sandbox, timeout=10)
+        lena = driver.user("Lena", language_code="de")  # never uses /language
+        app = build_application(services, sandbox.token, base_url=sandbox.base_url,
+                                base_file_url=sandbox.base_file_url, pace_interval=0.01)
+        async with running(app, timeout=1):
+            await lena.command("start", code)
+            linked = await lena.wait_for_reply()
+            await share_notifier(app, services.sessions)(public_id)
+            opened = await lena.wait_for_reply(after=linked)
+            assert "Dr. Weber" in (opened.text or "") and "geöffnet" in (opened.text or ""), opened.text
+    with services.sessions() as session:
+        assert session.scalars(select(ChatLink)).one().language == ""  # the choice stays "follow the app"
 
 
 def test_housekeeping_removes_orphans_but_not_files_with_rows(tmp_path: Path) -> None:
