@@ -590,7 +590,7 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
         return "help", None
     link = has("link")
     sharing_words = [m for m in msg.cues.get("share", []) if not _is_send_me(msg, m)]
-    if has("strong_revoke") or (has("revoke") and (link or sharing_words)):
+    if has("strong_revoke") or (has("revoke") and (link or sharing_words or has("access"))):
         return "revoke_share", None
     if study_mentioned and _grants_access(msg):
         return "share", None
@@ -645,6 +645,19 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
     return "unknown", "not_understood"
 
 
+def _possessor(msg: _Message, at: int, taken: set[int]) -> tuple[int, int] | None:
+    """The person in "take away my physio's access": the first possessive word after ``at``, with the
+    "my" or title before it."""
+    for j in range(at, len(msg.words)):
+        if j in taken or not msg.tokens[j].possessive:
+            continue
+        start = j
+        while start - 1 > at and (msg.words[start - 1] in _MY or msg.words[start - 1] in msg.lex.titles):
+            start -= 1
+        return start, j + 1
+    return None
+
+
 def _owner_of_link(msg: _Message, taken: set[int]) -> tuple[int, int] | None:
     """Whose link to revoke, named with a title: "the link of Dr. Müller", "el acceso del Dr. García",
     "доступ у доктора Иванова"."""
@@ -665,7 +678,7 @@ def _owner_of_link(msg: _Message, taken: set[int]) -> tuple[int, int] | None:
     return None
 
 
-_OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", "для", "fur", "for", "para"})
+_OWNER_PREPOSITIONS = frozenset({"from", "of", "von", "vom", "de", "del", "у", "для", "fur", "for", "para", "al", "a"})
 
 
 # A question that starts like "did Dr Lee look at my scans?"
@@ -794,8 +807,13 @@ def understand(text: str, today: dt.date) -> Understanding:
     elif intent == "revoke_share":
         revoke_cues = msg.cues.get("revoke", []) + msg.cues.get("strong_revoke", [])
         at = min((m.start for m in revoke_cues), default=0)
-        span = find_recipient(msg, at, ref_tokens)
-        if span is not None and msg.words[span[0] - 1] in (
+        span = find_recipient(msg, at, ref_tokens) or _possessor(msg, at, ref_tokens)
+        verb_ends = {m.end for m in revoke_cues}
+        if span is not None and msg.tokens[span[1] - 1].possessive:
+            recipient_span = span  # "remove Dr Brown's access", "take away my physio's access"
+        elif span is not None and span[0] in verb_ends and msg.words[span[0]] in lex.titles:
+            recipient_span = span  # "entziehe Dr. Weber den Zugriff"
+        elif span is not None and msg.words[span[0] - 1] in (
             "with",
             "mit",
             "con",
@@ -851,6 +869,8 @@ def understand(text: str, today: dt.date) -> Understanding:
             abbreviation = msg.words[recipient_span[1] - 1] in lex.titles and len(last.text) <= 4
             if abbreviation and msg.cleaned[last.end : last.end + 1] == ".":
                 recipient += "."  # "share with Dr." keeps the title's full stop
+            if intent == "revoke_share" and last.possessive:
+                recipient = recipient.removesuffix("'s")  # "remove Dr Brown's access": the person is Dr Brown
             slots["recipient"] = recipient
     if intent == "share":
         alone = recipient_span is not None and any(

@@ -143,6 +143,33 @@ def test_giving_someone_access_is_a_share(text: str, intent: str, recipient: str
     assert slots.get("recipient") == recipient
 
 
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("what does it mean when it says unremarkable", "unremarkable"),
+        ("my report says mild degenerative changes, what is that", "mild degenerative changes"),
+        ("meaning: disc protrusion", "disc protrusion"),
+        ("in meinem Befund steht Erguss, was bedeutet das", "Erguss"),
+        ("в заключении написано грыжа диска, что это значит", "грыжа диска"),
+    ],
+)
+def test_a_word_quoted_from_the_report_is_explained(text: str, term: str) -> None:
+    assert u(text) == ("explain_term", {"term": term})
+
+
+@pytest.mark.parametrize(
+    ("text", "recipient"),
+    [
+        ("remove dr brown's access", "dr brown"),
+        ("take away my physio's access", "my physio"),
+        ("entziehe Dr. Weber den Zugriff", "Dr. Weber"),
+        ("quita el acceso al doctor López", "doctor López"),
+    ],
+)
+def test_taking_someones_access_away_revokes_their_link(text: str, recipient: str) -> None:
+    assert u(text) == ("revoke_share", {"recipient": recipient})
+
+
 def test_sat_and_sun_alone_are_words_not_days() -> None:
     assert "which" not in u("I sat down to look at my mri", dt.date(2026, 11, 28))[1]
 
