@@ -157,7 +157,7 @@ async def act(
     elif intent == "list_shares":
         await sharing.shares_command(update, context)
     elif intent == "revoke_share":
-        await sharing.revoke_intent(update, context, bool(slots.get("all")))
+        await sharing.revoke_intent(update, context, slots)
     elif intent == "activity":
         await account.activity(update, context)
     elif intent == "privacy":

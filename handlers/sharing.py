@@ -18,7 +18,7 @@ from handlers.cards import study_what
 from handlers.chat import Asker, in_thread, linked_asker, reply, service
 from handlers.services import Services
 from handlers.viewing import StudyRequest, current_view, find_requested_study
-from share.links import ShareError, create_annotation_link, create_share, list_shares, revoke_share
+from share.links import ShareError, create_annotation_link, create_share, find_shares, list_shares, revoke_share
 from store.models import Patient, ShareLink, Study
 from store.queries import get_series_for_patient, get_study_for_patient
 
@@ -178,12 +178,34 @@ async def revoke(update: Update, context: ContextTypes.DEFAULT_TYPE, public_id: 
     return True
 
 
-async def revoke_intent(update: Update, context: ContextTypes.DEFAULT_TYPE, revoke_all: bool) -> None:
-    """'Stop my share links': all of them when asked, otherwise show the list to choose from."""
-    if revoke_all:
+def _matching(services: Services, patient_id: int, slots: dict[str, Any]) -> list[str]:
+    with services.sessions() as session:
+        links = find_shares(
+            session, patient_id, recipient=str(slots.get("recipient") or ""), modality=str(slots.get("modality") or ""),
+            body_part=str(slots.get("body_part") or ""), now=services.now(),
+        )
+        return [link.public_id for link in links]
+
+
+async def revoke_intent(update: Update, context: ContextTypes.DEFAULT_TYPE, slots: dict[str, Any]) -> None:
+    """'Stop my share links': all of them when asked; the one link the patient named ("stop the link for
+    Dr Lee", "stop sharing my knee MRI"); otherwise, or when several or none fit, the list to choose from."""
+    if slots.get("all"):
         await revoke(update, context, None)
-    else:
+        return
+    if not any(slots.get(k) for k in ("recipient", "modality", "body_part")):
         await shares_command(update, context)
+        return
+    asker = await linked_asker(update, context)
+    if asker is None:
+        return
+    matches = await in_thread(_matching, service(context), asker.patient_id, slots)
+    if len(matches) == 1:
+        await revoke(update, context, matches[0])
+        return
+    if not matches:
+        await reply(update, "revoke_no_match", recipient=str(slots.get("recipient") or ""))
+    await shares_command(update, context)
 
 
 async def share_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

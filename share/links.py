@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -376,6 +377,53 @@ def list_shares(session: Session, patient_id: int, *, now: datetime | None = Non
     )
     if active_only:
         links = [link for link in links if link_state(link, now) is LinkState.OK]
+    return links
+
+
+# Words around a person's name that do not tell two people apart ("Dr. Lee" and "doctor lee" are one).
+_NAME_NOISE = frozenset({"dr", "doctor", "doc", "prof", "professor", "mr", "mrs", "ms", "my", "the", "to", "for",
+                         "doktor", "arzt", "arztin", "frau", "herr", "mein", "meine", "meinem", "meinen", "meiner",
+                         "dra", "doctora", "el", "la", "mi", "al", "доктор", "доктору", "доктора", "врач",
+                         "мой", "моей", "моему", "моя"})
+
+
+def _name_words(text: str) -> set[str]:
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c if c.isalnum() else " " for c in folded if not unicodedata.combining(c))
+    return {w for w in plain.split() if w not in _NAME_NOISE}
+
+
+def recipient_matches(asked: str, label: str) -> bool:
+    """Whether the person a patient names ("dr smith", "my physio") is the link's recipient label
+    ("Dr. Smith", "my physio"): every word of the one is in the other, titles and "my" aside."""
+    wanted, have = _name_words(asked), _name_words(label)
+    return bool(wanted and have) and (wanted <= have or have <= wanted)
+
+
+def find_shares(session: Session, patient_id: int, *, recipient: str = "", modality: str = "", body_part: str = "",
+                now: datetime | None = None) -> list[ShareLink]:
+    """The patient's active links for ``recipient`` and/or a study of ``modality`` / ``body_part`` (as the
+    chat understood them: "stop the link for Dr Lee", "stop sharing my knee MRI"), newest first."""
+    from store.queries import body_part_values, modality_codes
+
+    links = list_shares(session, patient_id, now=now, active_only=True)
+    if recipient:
+        links = [link for link in links if recipient_matches(recipient, link.recipient_label)]
+    if modality or body_part:
+        codes = modality_codes(modality) if modality else frozenset()
+        parts = body_part_values(body_part) if body_part else frozenset()
+        kept = []
+        for link in links:
+            study = session.get(Study, link.study_id)
+            if study is None:
+                continue
+            has = {m.strip().upper() for m in (study.modalities or "").replace(",", "\\").split("\\")}
+            if codes and not has & codes:
+                continue
+            if parts and study.body_part not in parts:
+                continue
+            kept.append(link)
+        links = kept
     return links
 
 

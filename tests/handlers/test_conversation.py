@@ -227,6 +227,30 @@ async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightb
     assert "future" in (refused.text or "")
 
 
+async def test_stopping_the_link_for_one_person_stops_only_theirs(lightbox: Lightbox) -> None:
+    from share.links import list_shares
+
+    mine = lightbox.add_patient("P-SR", "Stop^Sam", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR)])
+    sam = await lightbox.linked_user(mine, "Sam")
+    for person in ("Dr. Lee", "my physio"):
+        await sam.say(f"share my brain MRI with {person} for 3 days")
+        await sam.wait_for_reply()  # the link
+        await sam.wait_for_reply()  # its QR code
+    await sam.say("remove dr lee's access")
+    stopped = await sam.wait_for_reply()
+    assert "1 link stopped working" in (stopped.text or ""), stopped.text
+    with lightbox.services.sessions() as session:
+        active = list_shares(session, mine, active_only=True)
+        assert [link.recipient_label for link in active] == ["my physio"]
+    await sam.say("stop the link for Dr. Nobody")
+    nothing = await sam.wait_for_reply(after=stopped)
+    assert "could not find an active link for Dr. Nobody" in (nothing.text or "")
+    listing = await sam.wait_for_reply(after=nothing)
+    assert "my physio" in (listing.text or "")
+    with lightbox.services.sessions() as session:
+        assert len(list_shares(session, mine, active_only=True)) == 1
+
+
 async def test_play_sends_the_series_as_an_animation(lightbox: Lightbox) -> None:
     mine = lightbox.add_patient("P-C", "Cine^Cy", [study("ct", 2, "CT", "CT head", "HEAD", CT, copies=6)])
     cy = await lightbox.linked_user(mine, "Cy")
