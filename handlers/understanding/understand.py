@@ -590,7 +590,9 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
         return "help", None
     link = has("link")
     sharing_words = [m for m in msg.cues.get("share", []) if not _is_send_me(msg, m)]
-    if has("strong_revoke") or (has("revoke") and (link or sharing_words or has("access"))):
+    # "make a link for Dr Ray that expires in 6 hours" makes one; "expire my link" stops one.
+    making = link and has("make") and all(msg.words[m.start].startswith("expir") for m in msg.cues.get("revoke", []))
+    if not making and (has("strong_revoke") or (has("revoke") and (link or sharing_words or has("access")))):
         return "revoke_share", None
     if study_mentioned and _grants_access(msg):
         return "share", None

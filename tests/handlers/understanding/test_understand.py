@@ -170,6 +170,17 @@ def test_taking_someones_access_away_revokes_their_link(text: str, recipient: st
     assert u(text) == ("revoke_share", {"recipient": recipient})
 
 
+def test_a_link_that_expires_is_made_not_stopped() -> None:
+    assert u("can you make a link for dr ray that expires in 6 hours") == (
+        "share", {"duration_hours": 6, "recipient": "dr ray"})
+    assert u("expire the link for dr ray") == ("revoke_share", {"recipient": "dr ray"})
+
+
+def test_posting_online_is_a_public_share_the_bot_can_refuse() -> None:
+    result = understand("post my mri on facebook", TODAY)
+    assert result.intent == "share" and "recipient_public" in result.problems
+
+
 def test_sat_and_sun_alone_are_words_not_days() -> None:
     assert "which" not in u("I sat down to look at my mri", dt.date(2026, 11, 28))[1]
 
