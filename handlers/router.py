@@ -17,7 +17,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from handlers import account, export, sharing, texts, uploads, viewing, words
 from handlers.callbacks import BadCallback, decode_action, decode_view
 from handlers.chat import answer_query, asker_of, error_reference, reply
-from handlers.understanding import understand
+from handlers.understanding import Understanding, understand
 from handlers.viewing import StudyRequest
 
 log = logging.getLogger("lightbox.router")
@@ -104,27 +104,13 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await timeline_command(update, context)
         return
     understood = understand(message.text[:MAX_UNDERSTOOD_CHARS], viewing.today_of(context))
-    await act(
-        update,
-        context,
-        understood.intent,
-        dict(understood.slots),
-        understood.reason,
-        understood.problems,
-        understood.language,
-    )
+    await act(update, context, understood)
 
 
-async def act(
-    update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
-    intent: str,
-    slots: dict[str, Any],
-    reason: str | None = None,
-    problems: tuple[str, ...] = (),
-    language: str = "en",
-) -> None:
-    for problem in problems:
+async def act(update: Update, context: ContextTypes.DEFAULT_TYPE, understood: Understanding) -> None:
+    """Do what the message asked (or say why not)."""
+    intent, slots, reason, language = understood.intent, dict(understood.slots), understood.reason, understood.language
+    for problem in understood.problems:
         if problem in PROBLEM_REPLIES:
             await asker_of(update, context)  # the chat's language, for the label
             await reply(update, "share_failed", reason=texts.label(f"problem.{problem}"))
@@ -153,6 +139,7 @@ async def act(
             request=study_request(slots),
             hours=float(hours) if hours is not None else None,
             recipient=str(slots.get("recipient", "")),
+            with_code=understood.wants_code,
         )
     elif intent == "list_shares":
         await sharing.shares_command(update, context)

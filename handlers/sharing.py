@@ -42,7 +42,7 @@ def _pick_study(
 
 
 def _create(
-    services: Services, asker: Asker, study_id: int, hours: float | None, recipient: str
+    services: Services, asker: Asker, study_id: int, hours: float | None, recipient: str, with_code: bool = False
 ) -> tuple[str, dict[str, Any]]:
     assert asker.patient_id is not None
     with services.sessions() as session, session.begin():
@@ -50,7 +50,8 @@ def _create(
         study = session.get(Study, study_id)
         assert patient is not None and study is not None
         created = create_share(
-            session, patient=patient, study=study, hours=hours, recipient_label=recipient, now=services.now()
+            session, patient=patient, study=study, hours=hours, recipient_label=recipient, access_code=with_code,
+            now=services.now(),
         )
         url = created.url(services.public_url)
         values = {
@@ -84,8 +85,11 @@ async def share_study(
     study_ref: str | None = None,
     hours: float | None = None,
     recipient: str = "",
+    with_code: bool = False,
 ) -> None:
-    """Make a share link and send it (without protect_content, so it can be forwarded) with a QR code."""
+    """Make a share link and send it (without protect_content, so it can be forwarded) with a QR code. With
+    ``with_code`` the link also needs a six-digit access code, sent in a message of its own so the patient
+    does not forward it together with the link."""
     asker = await linked_asker(update, context)
     if asker is None:
         return
@@ -101,7 +105,7 @@ async def share_study(
         await reply(update, "no_study", any_studies=True, wanted=(request or StudyRequest()).words(), suggestion="")
         return
     try:
-        url, values = await in_thread(_create, services, asker, study.id, hours, recipient)
+        url, values = await in_thread(_create, services, asker, study.id, hours, recipient, with_code)
     except ShareError:
         # Its message is for an operator's command line; the patient gets the plain sentence.
         await reply(update, "share_failed", reason=texts.label("share.failed"))
@@ -112,6 +116,8 @@ async def share_study(
     # The link message must be forwardable: no protect_content here (previews stay protected).
     await message.reply_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, protect_content=False)
     await message.reply_photo(photo=qr_png(url), caption=texts.label("share.qr_caption"), protect_content=False)
+    if values["code"]:
+        await reply(update, "share_code", code=values["code"], recipient=recipient)
 
 
 def _links(services: Services, patient_id: int) -> list[dict[str, Any]]:

@@ -87,14 +87,19 @@ class Understanding:
     reason: str | None = None
     problems: tuple[str, ...] = ()
     language: str = "en"
+    # A share the patient wants protected with an access code ("share my MRI with Dr Lee with a code").
+    # Not a slot: the devset's slots stay exactly what it lists.
+    wants_code: bool = False
 
     def as_json(self, details: bool = False) -> dict[str, Any]:
-        """The devset's shape ``{"intent", "slots"}``; with ``details`` also reason, problems and language."""
+        """The devset's shape ``{"intent", "slots"}``; with ``details`` also reason, problems, language and
+        whether a share should have an access code."""
         out: dict[str, Any] = {"intent": self.intent, "slots": dict(self.slots)}
         if details:
             out["reason"] = self.reason
             out["problems"] = list(self.problems)
             out["language"] = self.language
+            out["wants_code"] = self.wants_code
         return out
 
 
@@ -882,4 +887,6 @@ def understand(text: str, today: dt.date) -> Understanding:
             problems.append("recipient_public")
     if "all" in allowed and _is_all(msg):
         slots["all"] = True
-    return Understanding(intent, slots, reason=reason, problems=tuple(dict.fromkeys(problems)), language=language)
+    wants_code = intent == "share" and msg.has("access_code")
+    return Understanding(intent, slots, reason=reason, problems=tuple(dict.fromkeys(problems)), language=language,
+                         wants_code=wants_code)

@@ -227,6 +227,26 @@ async def test_share_from_the_chat_gives_a_forwardable_link_and_a_qr_code(lightb
     assert "future" in (refused.text or "")
 
 
+async def test_a_share_with_a_code_sends_the_code_in_a_message_of_its_own(lightbox: Lightbox) -> None:
+    import re
+
+    from share.links import list_shares
+
+    mine = lightbox.add_patient("P-SC", "Code^Cat", [study("mr", 2, "MR", "MRI brain", "BRAIN", MR)])
+    cat = await lightbox.linked_user(mine, "Cat")
+    await cat.say("share my brain MRI with Dr. Lee with a code")
+    link = await cat.wait_for_reply()
+    await cat.wait_for_reply()  # the QR code
+    code = await cat.wait_for_reply()
+    digits = re.search(r"(\d{6,})", code.text or "")
+    assert digits is not None, code.text
+    assert digits.group(1) not in (link.text or "")  # forwarding the link never forwards the code
+    assert "access code" in (link.text or "") and "next message" in (link.text or "")
+    with lightbox.services.sessions() as session:
+        (made,) = list_shares(session, mine, active_only=True)
+        assert made.access_code_hash and made.recipient_label == "Dr. Lee"
+
+
 async def test_stopping_the_link_for_one_person_stops_only_theirs(lightbox: Lightbox) -> None:
     from share.links import list_shares
 

@@ -142,6 +142,7 @@ SAMPLE_VALUES: dict[str, dict[str, Any]] = {
     "refuse": {"reason": "diagnosis"},
     "render_failed": {"reason": "r"},
     "revoke_no_match": {"recipient": "Dr. Lee"},
+    "share_code": {"code": "123456", "recipient": "Dr. Lee"},
     "share_created": {"recipient": "Dr. Lee", "url": "http://127.0.0.1:9/s/x", "what": "w", "expires": "e",
                       "max_views": 5, "code": "123456"},
     "share_failed": {"reason": "r"},

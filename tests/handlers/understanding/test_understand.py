@@ -384,3 +384,12 @@ def test_understanding_does_not_need_the_glossary(monkeypatch: pytest.MonkeyPatc
 )
 def test_sentences_recipients_and_names(text: str, intent: str, slots: dict[str, Any]) -> None:
     assert u(text) == (intent, slots)
+
+
+def test_a_share_with_a_code_is_asked_for_in_each_language() -> None:
+    for text in ("share my mri with dr ray with a code", "teile mein MRT mit Dr. Weber mit PIN",
+                 "comparte mi resonancia con mi médico con código", "отправь МРТ врачу с кодом"):
+        result = understand(text, TODAY)
+        assert result.intent == "share" and result.wants_code, text
+    assert not understand("share my mri with dr ray", TODAY).wants_code
+    assert "wants_code" not in understand("share my mri with dr ray with a code", TODAY).as_json()
