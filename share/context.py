@@ -13,6 +13,7 @@ manifest need that cookie, so a view limit limits viewing sessions, not image re
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -31,7 +32,7 @@ import anyio
 import anyio.to_thread
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
@@ -175,6 +176,8 @@ class ViewerContext:
     lookup_threads: int = 4
     _lookup_limiter: anyio.CapacityLimiter | None = None
     _flush_wanted: asyncio.Event | None = None
+    _reader: Engine | bool | None = None
+    _waiting: dict[str, collections.deque[asyncio.Event]] = field(default_factory=dict)
     _scopes: dict[tuple[int, int, str, bool], tuple[float, Scope]] = field(default_factory=dict)
     _instances: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict)
     templates: Environment = field(
@@ -195,6 +198,19 @@ class ViewerContext:
             local = isinstance(bind, Engine) and bind.dialect.name == "sqlite"
             self.read_mode = "loop" if local else "thread"
         return self.read_mode
+
+    def _link_reader(self) -> Engine | None:
+        """For a networked database, an engine that reads a link in one round trip: autocommit (no BEGIN
+        and ROLLBACK around the SELECT) and no ping before each use (a dropped connection fails the read,
+        which ``resolve`` retries on a fresh one). None for SQLite, whose reads are local."""
+        if self._reader is None:
+            bind = self.sessions.kw.get("bind")
+            if not isinstance(bind, Engine) or bind.dialect.name == "sqlite":
+                self._reader = False
+            else:
+                self._reader = create_engine(bind.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
+                                             pool_size=self.lookup_threads, max_overflow=0)
+        return self._reader if isinstance(self._reader, Engine) else None
 
     def scope(self, session: Session, link: ShareLink) -> Scope:
         """The link's scope, reused for ``scope_ttl`` seconds (bounded: at most 1,000 links remembered)."""
@@ -340,8 +356,7 @@ class ViewerContext:
         """
         started = time.perf_counter()
         address = self.client_address(request)
-        while (wait := self.limiter.begin(address)) < 0:
-            await asyncio.sleep(0.005)  # as many lookups in flight as failures left: queue, do not refuse
+        wait = await self._begin(address)
         if wait:
             return None, self.too_many(wait)
         try:
@@ -349,6 +364,37 @@ class ViewerContext:
                                        need_session=need_session, read_only=read_only)
         finally:
             self.limiter.finish(address)
+            self._wake_next(address)
+
+    async def _begin(self, address: str) -> float:
+        """:meth:`FailureLimiter.begin`, waiting in line while the address has as many lookups in flight
+        as failures left (queue, do not refuse). First come, first served: one viewer prefetching many
+        slices must not leave some of its requests waiting far longer than others."""
+        line = self._waiting.get(address)
+        if not line and (wait := self.limiter.begin(address)) >= 0:
+            return wait
+        line = self._waiting.setdefault(address, collections.deque())
+        turn = asyncio.Event()
+        line.append(turn)
+        try:
+            while True:
+                turn.clear()
+                if line[0] is turn and (wait := self.limiter.begin(address)) >= 0:
+                    return wait
+                # Woken when a lookup of this address finishes; the timeout only guards the line.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(turn.wait(), 0.1)
+        finally:
+            line.remove(turn)
+            if line:
+                line[0].set()  # the next in line tries now
+            else:
+                self._waiting.pop(address, None)
+
+    def _wake_next(self, address: str) -> None:
+        line = self._waiting.get(address)
+        if line:
+            line[0].set()
 
     async def _resolve(
         self,
@@ -379,7 +425,7 @@ class ViewerContext:
             # The link is read on a connection of its own (cheaper than through the session); the session
             # begins a transaction only if work queries (a cache miss). Nothing is written or committed.
             with self.sessions() as session:
-                bind = session.get_bind()
+                bind = self._link_reader() or session.get_bind()
                 with bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind) as connection:
                     link = read_link(connection, token)
                 return judged(session, link)
@@ -393,8 +439,9 @@ class ViewerContext:
                         read if read_only else lookup, limiter=self._db_threads())
                 break
             except OperationalError:
-                # SQLite answers a write that raced another writer with "database is locked": the
-                # transaction was rolled back whole, so run it again.
+                # SQLite answers a write that raced another writer with "database is locked", and a
+                # PostgreSQL connection may have been dropped (the link reader does not ping first): the
+                # transaction was rolled back whole and a dead connection is not reused, so run it again.
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.02 * (attempt + 1))

@@ -120,3 +120,29 @@ def test_an_event_of_an_erased_image_is_dropped_not_retried_for_ever(world: Shar
                                good.series_id, 10**9, "frame 2"))  # no such instance any more
     assert ctx.flush_events() == 1
     assert len(ctx.events) == 0 and _written(world) == 1
+
+
+async def test_lookups_past_the_in_flight_limit_wait_in_arrival_order(world: ShareWorld) -> None:
+    from share.ratelimit import FailureLimiter
+
+    ctx = ViewerContext(world.sessions, world.files, "http://x", b"k" * 32, limiter=FailureLimiter(max_failures=1))
+    served: list[int] = []
+    assert await ctx._begin("10.0.0.9") == 0  # the one place this address may hold
+
+    async def lookup(n: int) -> None:
+        assert await ctx._begin("10.0.0.9") == 0
+        served.append(n)
+        await asyncio.sleep(0)
+        ctx.limiter.finish("10.0.0.9")
+        ctx._wake_next("10.0.0.9")
+
+    waiting = []
+    for n in range(5):
+        waiting.append(asyncio.create_task(lookup(n)))
+        await asyncio.sleep(0)  # each arrives after the one before
+    ctx.limiter.finish("10.0.0.9")
+    ctx._wake_next("10.0.0.9")
+    await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
+    assert served == [0, 1, 2, 3, 4]
+    assert ctx._waiting == {}  # nothing left behind
+
