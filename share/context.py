@@ -212,6 +212,12 @@ class ViewerContext:
                                              pool_size=self.lookup_threads, max_overflow=0)
         return self._reader if isinstance(self._reader, Engine) else None
 
+    def close(self) -> None:
+        """Close the link reader's connections (at the app's shutdown)."""
+        if isinstance(self._reader, Engine):
+            self._reader.dispose()
+        self._reader = None
+
     def scope(self, session: Session, link: ShareLink) -> Scope:
         """The link's scope, reused for ``scope_ttl`` seconds (bounded: at most 1,000 links remembered)."""
         key = (link.id, link.study_id, link.series_scope, link.include_priors)

@@ -496,6 +496,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             await run_in_threadpool(ctx.flush_events)
+            ctx.close()
 
     routes: list[Any] = [
         Route("/healthz", health),
