@@ -6,12 +6,14 @@ year of its January). Relative expressions ("last March", "two years ago", "the 
 against ``today``; "in March" means the most recent March that is not in the future, "last March" the most recent
 March before the current month. A weekday ("last Friday", "vom Montag") is the most recent such day.
 
-Share durations come out in hours. "until Friday" / "bis morgen" / "до пятницы" count whole days from
-``today`` (the message has no time of day), so the link ends on that day at the hour it was made.
+Share durations come out in hours. "until Friday" / "bis morgen" / "до пятницы" / "until 5 December" /
+"till the end of the week" count whole days from ``today`` (the message has no time of day), so the link
+ends on that day at the hour it was made; a date after "until" names no study.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -519,6 +521,12 @@ def _until_day(reader: _Reader, i: int) -> Duration | None:
         j = filler.end
     if (day := reader.word_cue("day_after_tomorrow", j)) is not None:
         return Duration(i, day.end, 2 * 24)
+    today = reader.today
+    if (period := reader.word_cue("end_of_week", j)) is not None:
+        return Duration(i, period.end, ((6 - today.weekday()) or 7) * 24)  # until Sunday
+    if (period := reader.word_cue("end_of_month", j)) is not None:
+        last = calendar.monthrange(today.year, today.month)[1]
+        return Duration(i, period.end, ((last - today.day) or last) * 24)
     if (day := reader.word_cue("tomorrow", j)) is not None:
         return Duration(i, day.end, 24)
     weekday = reader.best("weekdays", j)
@@ -526,6 +534,36 @@ def _until_day(reader: _Reader, i: int) -> Duration | None:
         return None
     days = (int(weekday.value) - reader.today.weekday()) % 7 or 7
     return Duration(i, weekday.end, days * 24)
+
+
+def until_before(words: Sequence[str], i: int, lexicon: Lexicon) -> int | None:
+    """Where an "until" word ("until", "bis (zum)", "hasta el", "до") ends right before word ``i`` (fillers
+    such as "the" between), as the start of a share's end; None when there is none."""
+    fillers = lexicon.time_words["until_filler"]
+    j = i
+    while j > 0 and any(m.end == j for k in range(max(0, j - 2), j) for m in fillers.at(words, k)):
+        j = min(m.start for k in range(max(0, j - 2), j) for m in fillers.at(words, k) if m.end == j)
+    for k in range(max(0, j - 2), j):
+        for m in lexicon.time_words["until"].at(words, k):
+            if m.end == j:
+                return m.start
+    return None
+
+
+def until_date(ref: TimeRef, words: Sequence[str], today: dt.date) -> float | None:
+    """Hours from ``today`` to the day a share should end, from a date the patient gave after "until"
+    ("until 5 December", "bis zum 5. Dezember", "until next week"). A day without a year is its next
+    one to come. None for a month or a year alone (too vague to end a link on)."""
+    value = ref.value
+    if not isinstance(value, dict) or len(str(value.get("date", ""))) != 10:
+        return None
+    day = dt.date.fromisoformat(str(value["date"]))
+    year_said = any(len(w) == 4 and w.isdigit() for w in words[ref.start : ref.end])
+    if not year_said:
+        day = day.replace(year=today.year) if (day.month, day.day) != (2, 29) else day
+        if day <= today:
+            day = day.replace(year=today.year + 1) if (day.month, day.day) != (2, 29) else day
+    return (day - today).days * 24.0
 
 
 def _negative_before(reader: _Reader, i: int) -> bool:

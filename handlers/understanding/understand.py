@@ -27,11 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.understanding.dates import (
+    Duration,
     Reference,
     TimeRef,
     find_durations,
     find_time_refs,
     reference_problems,
+    until_before,
+    until_date,
 )
 from handlers.understanding.lexicon import Lexicon, Match, load_lexicon
 from handlers.understanding.text import Token, clean, tokenize
@@ -652,6 +655,15 @@ def decide(msg: _Message, study_mentioned: bool, study_tokens: set[int]) -> tupl
     return "unknown", "not_understood"
 
 
+def _end_of_period(words: Sequence[str], match: Match) -> bool:
+    """Whether a revoke cue is the "end" of "the end of the week" rather than "end my link"."""
+    if words[match.start] not in ("end", "ende", "fin", "final"):
+        return False
+    after = words[match.end] if match.end < len(words) else ""
+    before = words[match.start - 1] if match.start > 0 else ""
+    return after in ("of", "der", "des", "de", "del") or before in ("the", "until", "till", "by", "bis", "zum", "el")
+
+
 def _possessor(msg: _Message, at: int, taken: set[int]) -> tuple[int, int] | None:
     """The person in "take away my physio's access": the first possessive word after ``at``, with the
     "my" or title before it."""
@@ -787,6 +799,8 @@ def understand(text: str, today: dt.date) -> Understanding:
     words = [lex.correct(t.norm) for t in tokens]
     language = detect_language(cleaned, words, lex)
     msg = _Message(cleaned, tokens, words, lex, _find_cues(words, lex))
+    # "till the end of the week" ends a period, not a link.
+    msg.cues["revoke"] = [m for m in msg.cues.get("revoke", []) if not _end_of_period(words, m)]
     msg.modality_matches = lex.modality.find_longest(words)
     msg.body_matches = lex.body_part.find_longest(words)
 
@@ -804,11 +818,19 @@ def understand(text: str, today: dt.date) -> Understanding:
     allowed = INTENT_SLOTS[intent]
 
     recipient_span: tuple[int, int] | None = None
-    durations = []
+    durations: list[Duration] = []
+    ended: list[Duration] = []
     if intent == "share":
         share_cues = msg.cues.get("share", []) + msg.cues.get("link", [])
         share_at = min((m.start for m in share_cues), default=0)
-        durations = find_durations(words, tokens, cleaned, lex, ref_tokens, today)
+        # "until 5 December" ends the link; it names no study.
+        for ref in [r for r in refs if until_before(msg.words, r.start, lex) is not None]:
+            hours = until_date(ref, msg.words, today)
+            refs.remove(ref)
+            if hours is not None:
+                ended.append(Duration(int(until_before(msg.words, ref.start, lex) or ref.start), ref.end, hours))
+        durations = sorted(ended + find_durations(words, tokens, cleaned, lex, ref_tokens, today),
+                           key=lambda d: d.start)
         taken = ref_tokens | {i for d in durations for i in range(d.start, d.end)}
         recipient_span = find_recipient(msg, share_at, taken)
     elif intent == "revoke_share":

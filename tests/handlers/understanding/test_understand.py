@@ -393,3 +393,20 @@ def test_a_share_with_a_code_is_asked_for_in_each_language() -> None:
         assert result.intent == "share" and result.wants_code, text
     assert not understand("share my mri with dr ray", TODAY).wants_code
     assert "wants_code" not in understand("share my mri with dr ray with a code", TODAY).as_json()
+
+
+@pytest.mark.parametrize(
+    ("text", "today", "hours"),
+    [
+        ("share my MRI with Dr Lee until December 5", dt.date(2026, 11, 28), 168),
+        ("share my MRI with Dr Lee until 5 December", dt.date(2026, 12, 10), 360 * 24),  # next year's
+        ("teile mein MRT bis zum 5. Dezember", dt.date(2026, 11, 28), 168),
+        ("share my mri until next week", dt.date(2026, 11, 28), 168),
+        ("share my ct till the end of the week", dt.date(2026, 11, 25), 96),  # a Wednesday: until Sunday
+        ("share my mri until the end of the month", dt.date(2026, 11, 20), 240),
+    ],
+)
+def test_until_a_date_ends_the_link_and_names_no_study(text: str, today: dt.date, hours: int) -> None:
+    intent, slots = u(text, today)
+    assert intent == "share" and "which" not in slots
+    assert slots["duration_hours"] == hours
