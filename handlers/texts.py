@@ -24,6 +24,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from telegram.constants import MessageLimit
 
+from imaging.fonts import can_draw
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 LABELS_FILE = Path(__file__).resolve().parent / "labels.toml"
 
@@ -243,13 +245,10 @@ def interval_words(earlier: date | None, later: date | None) -> str:
     return label("interval.apart", count=amount)
 
 
-# The default font drawn on pictures has Latin letters only.
-_DRAWABLE_UP_TO = 0x24F
-
 
 def drawable(text: str, fallback: str) -> str:
     """``text`` when the pictures' font can draw every letter of it, else ``fallback`` (e.g. an ISO date)."""
-    return text if all(ord(ch) <= _DRAWABLE_UP_TO for ch in text) else fallback
+    return text if can_draw(text) else fallback
 
 
 def picture_date(value: date | datetime | None) -> str:

@@ -12,10 +12,11 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from imaging.decode import DEFAULT_MAX_PIXELS, DicomImage, open_image
 from imaging.display import WindowChoice
+from imaging.fonts import label_font
 from imaging.render import Source, render
 from imaging.series import evenly_spaced
 from imaging.transforms import scale_to
@@ -27,19 +28,17 @@ CINE_MAX_BYTES = 8 * 1024 * 1024
 CINE_MAX_FRAMES = 60
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
-
-
-def _label(canvas: Image.Image, xy: tuple[int, int], text: str, size: int) -> None:
-    """Draw white text with a dark outline, readable on any image."""
+def _label(canvas: Image.Image, xy: tuple[int, int], text: str, size: int, max_width: int | None = None) -> None:
+    """Draw white text with a dark outline, readable on any image; smaller (down to 8 px) until it fits
+    ``max_width``, so a long date is not cut off at the picture's edge."""
     draw = ImageDraw.Draw(canvas)
     fill = 255 if canvas.mode == "L" else (255, 255, 255)
     stroke = 0 if canvas.mode == "L" else (0, 0, 0)
-    draw.text(xy, text, fill=fill, font=_font(size), stroke_width=max(1, size // 8), stroke_fill=stroke)
+    font = label_font(size)
+    while max_width is not None and size > 8 and draw.textlength(text, font=font) > max_width:
+        size -= 1
+        font = label_font(size)
+    draw.text(xy, text, fill=fill, font=font, stroke_width=max(1, size // 8), stroke_fill=stroke)
 
 
 def _opener(max_pixels: int = DEFAULT_MAX_PIXELS) -> Callable[[Source], Source]:
@@ -120,7 +119,8 @@ def labelled_sheet(
         top = (n // columns) * tile_size + (tile_size - tile.shape[0]) // 2
         left = (n % columns) * tile_size + (tile_size - tile.shape[1]) // 2
         sheet.paste(Image.fromarray(tile), (left, top))
-        _label(sheet, ((n % columns) * tile_size + 4, (n // columns) * tile_size + 2), label, label_size)
+        _label(sheet, ((n % columns) * tile_size + 4, (n // columns) * tile_size + 2), label, label_size,
+               max_width=tile_size - 8)
     return np.asarray(sheet)
 
 
@@ -148,8 +148,8 @@ def side_by_side(
     canvas.paste(Image.fromarray(a), (0, caption_height))
     canvas.paste(Image.fromarray(b), (a.shape[1] + gap, caption_height))
     size = caption_height - 8
-    _label(canvas, (4, 2), captions[0], size)
-    _label(canvas, (a.shape[1] + gap + 4, 2), captions[1], size)
+    _label(canvas, (4, 2), captions[0], size, max_width=a.shape[1] - 8)
+    _label(canvas, (a.shape[1] + gap + 4, 2), captions[1], size, max_width=b.shape[1] - 8)
     return np.asarray(canvas)
 
 

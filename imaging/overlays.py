@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from imaging.fonts import label_font
 from imaging.transforms import View
 
 MARK_COLOUR = (255, 196, 0)
@@ -33,20 +34,13 @@ class Mark:
     label: str = ""
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType sizes
-        return ImageFont.load_default()
-
-
 def _rgb(pixels: np.ndarray) -> Image.Image:
     image = Image.fromarray(pixels)
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int) -> None:
-    font = _font(size)
+    font = label_font(size)
     x, y = xy
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):

@@ -206,10 +206,16 @@ def test_another_language_s_text_stands_in_for_an_english_message() -> None:
         )
 
 
-def test_dates_drawn_on_pictures_fall_back_to_digits_where_the_font_has_no_letters() -> None:
+def test_dates_drawn_on_pictures_are_words_with_dejavu_and_digits_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imaging import fonts
+
     day = date(2025, 3, 12)
     with texts.speaking("de"):
         assert texts.picture_date(day) == "12. März 2025"
+    with texts.speaking("ru"):  # DejaVu Sans (fonts-dejavu-core, installed by scripts/setup.sh) has Cyrillic
+        assert texts.picture_date(day) == "12 марта 2025 г."
+    assert texts.drawable("МРТ", "MR") == "МРТ"
+    monkeypatch.setattr(fonts, "_font_file", lambda: None)  # without it, Pillow's font has Latin letters only
     with texts.speaking("ru"):
         assert texts.picture_date(day) == "2025-03-12"
     assert texts.drawable("МРТ", "MR") == "MR"

@@ -108,3 +108,14 @@ def test_cine_gif_is_bounded_and_decodes() -> None:
     with Image.open(io.BytesIO(data)) as gif:
         assert gif.format == "GIF" and gif.n_frames == 12
         assert max(gif.size) == 160
+
+
+def test_a_long_caption_is_made_smaller_to_stay_over_its_own_picture() -> None:
+    from imaging.samples import sample_file
+
+    path = sample_file("CT_small.dcm")
+    pixels = compose.side_by_side((path, 0), (path, 0), ("12 марта 2025 г.", ""), max_size=320)
+    left_width = (pixels.shape[1] - 8) // 2  # side_by_side leaves an 8-pixel gap
+    band = pixels[:20].min(axis=2) if pixels.ndim == 3 else pixels[:20]
+    columns = np.flatnonzero((band > 200).any(axis=0))
+    assert columns.size and columns.max() < left_width  # drawn, and ends over the left picture
