@@ -387,10 +387,24 @@ _NAME_NOISE = frozenset({"dr", "doctor", "doc", "prof", "professor", "mr", "mrs"
                          "мой", "моей", "моему", "моя"})
 
 
+# Russian names and nouns change their ending with the case ("доктору Иванову", "для доктора Иванова").
+_RUSSIAN_ENDINGS = ("ого", "ому", "ым", "ом", "ой", "ей", "ую", "ая", "а", "у", "е", "ы", "и", "ю", "я")
+
+
+def _name_stem(word: str) -> str:
+    if word.isalpha() and "а" <= word[0] <= "я":
+        for ending in _RUSSIAN_ENDINGS:
+            if word.endswith(ending) and len(word) - len(ending) >= 3:
+                return word[: -len(ending)]
+    return word
+
+
 def _name_words(text: str) -> set[str]:
     folded = unicodedata.normalize("NFKD", text.casefold())
+    # NFKD splits "й" into "и" and a combining mark: dropping marks is what Latin names need, and
+    # harmless here since both sides are folded alike.
     plain = "".join(c if c.isalnum() else " " for c in folded if not unicodedata.combining(c))
-    return {w for w in plain.split() if w not in _NAME_NOISE}
+    return {_name_stem(w) for w in plain.split() if w not in _NAME_NOISE}
 
 
 def recipient_matches(asked: str, label: str) -> bool:

@@ -16,6 +16,8 @@ from tests.share.conftest import ShareWorld
         ("Lee", "Dr. Jane Lee", True),
         ("my physio", "my physio", True),
         ("доктору Иванову", "доктору Иванову", True),
+        ("доктора Иванова", "доктору Иванову", True),  # the same man in another case
+        ("Петрову", "доктору Иванову", False),
         ("Dr. Müller", "dr muller", True),
         ("dr lee", "Dr. Kim", False),
         ("dr", "Dr. Lee", False),  # a title alone names nobody
