@@ -159,17 +159,22 @@ class Glossary:
         self.by_id: dict[str, Concept] = kept
         self._keys: dict[str, str] = {}
         self._english: dict[str, str] = {}  # normalised English term -> id, to tell "exact" from "alias"
+        english_names: dict[str, str] = {}  # normalised English term or alias -> id, for word families
         for c in self.concepts:
             self._english[" ".join(t.text for t in tokens(c.term))] = c.id
-            for _lang, name in c.names():
+            for lang, name in c.names():
                 key = " ".join(t.text for t in tokens(clean_text(name)))
                 if key:
                     self._keys.setdefault(key, c.id)
+                    if lang == "en":
+                        english_names.setdefault(key, c.id)
         self._vocab = {word for key in self._keys for word in key.split()}
-        # Word families: every name again with each word cut to its stem, so "attenuated" finds "attenuation"
-        # and "compressed" finds "compression". A stemmed name two concepts share is left out, not guessed.
+        # Word families: every English name again with each word cut to its stem, so "attenuated" finds
+        # "attenuation" and "compressed" finds "compression". The stems are English ones, so names in other
+        # languages take no part (German "Hernie" would otherwise share "herniated" with "herniation").
+        # A stemmed name two concepts share is left out, not guessed.
         families: dict[str, set[str]] = {}
-        for key, cid in self._keys.items():
+        for key, cid in english_names.items():
             if key.replace(" ", "").isascii():
                 families.setdefault(_stemmed(key), set()).add(cid)
         self._family = {stem: next(iter(ids)) for stem, ids in families.items() if len(ids) == 1}

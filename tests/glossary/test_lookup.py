@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glossary.concepts import Concept
+from glossary.concepts import Concept, Translation
 from glossary.lookup import Glossary, UnknownLanguageError, default_glossary
 from glossary.text import clean_text, normalise, singular_forms
 from tests.glossary.conftest import devset_rows
@@ -372,6 +372,22 @@ def test_a_title_is_not_a_modality(glossary: Glossary) -> None:
 def test_other_forms_of_a_word_find_its_concept(glossary: Glossary, query: str, concept: str) -> None:
     result = glossary.lookup(query)
     assert result.best is not None and result.best.id == concept, (query, ids(result.concepts))
+
+
+def test_word_families_come_from_english_names_only() -> None:
+    # German "Hernie" cuts to the same English stem as "herniation"; it must neither take "herniated"
+    # away from the English word family nor be found through it.
+    def concept(cid: str, term: str, **translations: Translation) -> Concept:
+        return Concept(cid, term, "finding", "Two. Sentences.", "Test", translations=translations)
+
+    glossary = Glossary(
+        [
+            concept("disc_herniation", "Herniation"),
+            concept("hernia", "Hernia", de=Translation(aliases=("Hernie",))),
+        ]
+    )
+    assert found_id(glossary, "herniated") == "disc_herniation"
+    assert found_id(glossary, "Hernie") == "hernia"
 
 
 def test_word_stems_never_cut_short_words() -> None:
