@@ -1,12 +1,14 @@
 """The German, Spanish and Russian translations of the glossary.
 
 Every translated concept speaks all three languages in full (name, aliases, explanation); no name
-points at two concepts; a translation says about as much as the English (not far longer or shorter,
-never more sentences); the findings and report words patients meet are all translated; and a
-patient's words in each language find the right concept.
+points at two concepts; a translation says what the English says, sentence for sentence (exactly as
+many sentences, and not far longer or shorter); the findings and report words patients meet are all
+translated; and a patient's words in each language find the right concept.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -22,6 +24,9 @@ MIN_LENGTH_RATIO = 0.5
 MIN_FULLY_TRANSLATED = 200
 # The categories a patient meets first in a report: every concept in them is translated.
 ALWAYS_TRANSLATED = frozenset({"finding", "report_language"})
+# count_sentences reads a lone letter before a full stop as an abbreviation ("z. B."), so a sentence
+# ending on one ("No usa rayos X. Usted ...") is not counted and could hide a missing sentence.
+LONE_LETTER_END = re.compile(r"(?<![\w.])[A-Za-z]\.(?=\s+[A-ZÄÖÜÁÉÍÓÚÑ¿¡А-ЯЁ«„]|\s*$)")
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +104,12 @@ def test_translated_explanations_stay_close_to_the_english(concepts: list[Concep
                 problems.append(f"{c.id} [{lang}]: {ratio:.2f} times the English length")
             if not 2 <= sentences <= 4:
                 problems.append(f"{c.id} [{lang}]: {sentences} sentences, not 2 to 4")
-            if sentences > english_sentences:
+            # Sentence for sentence, for every translated concept, old or new: a missing sentence is a
+            # missing fact. No exceptions.
+            if sentences != english_sentences:
                 problems.append(f"{c.id} [{lang}]: {sentences} sentences where the English has {english_sentences}")
+            for end in LONE_LETTER_END.finditer(tr.explanation):
+                problems.append(f"{c.id} [{lang}]: a sentence ends on a lone letter ({end.group()!r}); reword it")
     assert not problems, "\n".join(problems)
 
 
