@@ -518,7 +518,8 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
             return span
     for i in range(share_at, n):
         if msg.words[i] in lex.dative and i not in taken:
-            return span_from(i)
+            start = i - 1 if i > 0 and msg.words[i - 1] in _MY_DATIVE and i - 1 not in taken else i
+            return span_from(start)  # "моему неврологу" keeps its "my", as "my neurologist" does
     # "share mri dr lee": a title after the verb starts the recipient
     for i in range(share_at, n):
         if msg.words[i] in lex.titles and i not in taken and i not in blocked:
@@ -539,6 +540,7 @@ def find_recipient(msg: _Message, share_at: int, taken: set[int]) -> tuple[int, 
 
 
 _AND = frozenset({"and", "und", "y", "и"})
+_MY_DATIVE = frozenset({"моему", "моей", "моеи", "нашему", "нашей", "нашеи"})
 _MY = frozenset({"my", "mein", "meine", "meinen", "meinem", "mi", "mis", "мой", "моя", "мою", "мое", "мои", "моих"})
 _NOT_PEOPLE = frozenset(
     {

@@ -410,3 +410,8 @@ def test_until_a_date_ends_the_link_and_names_no_study(text: str, today: dt.date
     intent, slots = u(text, today)
     assert intent == "share" and "which" not in slots
     assert slots["duration_hours"] == hours
+
+
+def test_a_russian_recipient_keeps_its_my_like_my_neurologist() -> None:
+    assert u("скинь снимки моему неврологу") == ("share", {"recipient": "моему неврологу"})
+    assert u("отправь МРТ врачу") == ("share", {"modality": "MR", "recipient": "врачу"})
