@@ -68,7 +68,7 @@ def test_explain_unknown_exits_1_with_suggestions(capsys: pytest.CaptureFixture[
 def test_explain_in_other_languages(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "explain", "MRI", "--lang", "de", "--json")
     assert status == 0 and json.loads(out)["lang"] == "de"
-    status, out, _ = run(capsys, "explain", "Cobb angle", "--lang", "ES")
+    status, out, _ = run(capsys, "explain", "Pineal gland", "--lang", "ES")
     assert status == 0 and "(Not yet written in es; here it is in English.)" in out
 
 

@@ -160,7 +160,7 @@ def test_other_languages_are_looked_up_and_explained(glossary: Glossary) -> None
 
 
 def test_missing_translation_falls_back_to_english(glossary: Glossary) -> None:
-    concept = glossary.by_id["cobb_angle"]
+    concept = glossary.by_id["pineal_gland"]
     assert "ru" not in concept.translations
     explained = glossary.explain(concept, "ru")
     assert explained.lang == "en" and explained.explanation == concept.explanation
