@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
 
 from bot.cli import main
+from bot.commands import explain as explain_command
+from glossary.lookup import Glossary, default_glossary
 from tests.glossary.pdfs import dicom_bytes, encapsulated_pdf, tiny_pdf
 
 
@@ -65,11 +68,21 @@ def test_explain_unknown_exits_1_with_suggestions(capsys: pytest.CaptureFixture[
     assert json.loads(out) == {"query": "qzxwv", "found": False, "suggestions": []}
 
 
-def test_explain_in_other_languages(capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_in_other_languages(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     status, out, _ = run(capsys, "explain", "MRI", "--lang", "de", "--json")
     assert status == 0 and json.loads(out)["lang"] == "de"
     status, out, _ = run(capsys, "explain", "Pineal gland", "--lang", "ES")
+    assert status == 0 and "Glándula pineal" in out and "Not yet written" not in out
+    # Every packaged concept is translated now, so the fallback note is shown on a glossary built
+    # with one Spanish text left out.
+    concepts = [
+        replace(c, translations={k: v for k, v in c.translations.items() if k != "es"}) if c.id == "pineal_gland" else c
+        for c in default_glossary().concepts
+    ]
+    monkeypatch.setattr(explain_command, "default_glossary", lambda: Glossary(concepts))
+    status, out, _ = run(capsys, "explain", "Pineal gland", "--lang", "ES")
     assert status == 0 and "(Not yet written in es; here it is in English.)" in out
+    assert "The pineal gland is a tiny gland" in out
 
 
 @pytest.mark.parametrize(
