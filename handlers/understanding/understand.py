@@ -443,6 +443,7 @@ def other_person(msg: _Message, exclude: set[int]) -> bool:
                 and msg.tokens[j].text[:1].isupper()
                 and msg.tokens[j].text[1:].islower()
                 and not lex.months.at(msg.words, j)
+                and not lex.is_known(msg.words[j])  # a German noun is capitalised too: "vom Gelenk"
                 and j not in image_like
                 and any(k in image_like for k in range(max(0, i - 3), i))
             ):

@@ -415,3 +415,11 @@ def test_until_a_date_ends_the_link_and_names_no_study(text: str, today: dt.date
 def test_a_russian_recipient_keeps_its_my_like_my_neurologist() -> None:
     assert u("скинь снимки моему неврологу") == ("share", {"recipient": "моему неврологу"})
     assert u("отправь МРТ врачу") == ("share", {"modality": "MR", "recipient": "врачу"})
+
+
+def test_everyday_german_and_russian_body_words_are_read_as_such() -> None:
+    assert u("zeig das MRT vom Gelenk") == ("show_study", {"modality": "MR"})  # a noun, not a person's name
+    assert understand("zeig das MRT von Peter", TODAY).reason == "other_person"
+    assert u("покажи МРТ голеностопа") == ("show_study", {"modality": "MR", "body_part": "ankle"})
+    assert u("покажи рентген голени") == ("show_study", {"modality": "XR", "body_part": "leg"})
+    assert u("Leiste")[0] != "list_studies"  # the groin, not a misspelt "Liste"
