@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.ext import ContextTypes
 
@@ -194,3 +194,16 @@ def render_reason(exc: Exception) -> str:
 def cannot_show(exc: Exception) -> str:
     """The short alert for a picture that cannot be rendered."""
     return texts.clip(texts.label("picture.cannot_show", reason=render_reason(exc)), 200)
+
+
+def numbered_buttons(rows: list[dict[str, Any]], label_key: str, action: str) -> InlineKeyboardMarkup | None:
+    """One button per row ("Stop link 1", "Delete note 2"), each acting on that row's ``public_id``; None
+    for no rows (Telegram refuses an empty keyboard)."""
+    from handlers.callbacks import encode_action
+
+    buttons = [
+        [InlineKeyboardButton(texts.label(label_key, number=i + 1),
+                              callback_data=encode_action(action, row["public_id"]))]
+        for i, row in enumerate(rows)
+    ]
+    return InlineKeyboardMarkup(buttons) if buttons else None

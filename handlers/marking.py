@@ -15,9 +15,19 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
 from handlers import texts
-from handlers.callbacks import View, encode_action, encode_view
+from handlers.callbacks import View, encode_view
 from handlers.cards import annotations_on, marks_of, study_what
-from handlers.chat import Asker, answer_query, asker_of, edit_picture, in_thread, linked_asker, reply, service
+from handlers.chat import (
+    Asker,
+    answer_query,
+    asker_of,
+    edit_picture,
+    in_thread,
+    linked_asker,
+    numbered_buttons,
+    reply,
+    service,
+)
 from handlers.marking_codec import decode_mark, encode_mark
 from handlers.notes import add_annotation
 from handlers.previews import picture_at, preview_jpeg
@@ -154,15 +164,7 @@ async def notes_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if asker is None:
         return
     rows = await in_thread(_notes, service(context), asker.patient_id)
-    buttons = [
-        [
-            InlineKeyboardButton(
-                texts.label("button.delete_note", number=i + 1), callback_data=encode_action("del_note", r["public_id"])
-            )
-        ]
-        for i, r in enumerate(rows)
-    ]
-    await reply(update, "notes", notes=rows, reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
+    await reply(update, "notes", notes=rows, reply_markup=numbered_buttons(rows, "button.delete_note", "del_note"))
 
 
 def _delete(services: Services, patient_id: int, public_id: str) -> bool:

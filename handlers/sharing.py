@@ -8,14 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 import segno
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import ContextTypes
 
 from handlers import texts
-from handlers.callbacks import encode_action
 from handlers.cards import study_what
-from handlers.chat import Asker, in_thread, linked_asker, reply, service
+from handlers.chat import Asker, in_thread, linked_asker, numbered_buttons, reply, service
 from handlers.services import Services
 from handlers.viewing import StudyRequest, current_view, find_requested_study
 from share.links import ShareError, create_annotation_link, create_share, find_shares, list_shares, revoke_share
@@ -147,15 +146,7 @@ async def shares_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if asker is None:
         return
     rows = await in_thread(_links, service(context), asker.patient_id)
-    buttons = [
-        [
-            InlineKeyboardButton(
-                texts.label("button.stop_link", number=i + 1), callback_data=encode_action("revoke", r["public_id"])
-            )
-        ]
-        for i, r in enumerate(rows)
-    ]
-    await reply(update, "shares", links=rows, reply_markup=InlineKeyboardMarkup(buttons) if buttons else None)
+    await reply(update, "shares", links=rows, reply_markup=numbered_buttons(rows, "button.stop_link", "revoke"))
 
 
 def _revoke(services: Services, patient_id: int, public_id: str | None) -> int:
