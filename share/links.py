@@ -418,26 +418,16 @@ def find_shares(session: Session, patient_id: int, *, recipient: str = "", modal
                 now: datetime | None = None) -> list[ShareLink]:
     """The patient's active links for ``recipient`` and/or a study of ``modality`` / ``body_part`` (as the
     chat understood them: "stop the link for Dr Lee", "stop sharing my knee MRI"), newest first."""
-    from store.queries import body_part_values, modality_codes
+    from store.queries import find_studies
 
     links = list_shares(session, patient_id, now=now, active_only=True)
     if recipient:
         links = [link for link in links if recipient_matches(recipient, link.recipient_label)]
     if modality or body_part:
-        codes = modality_codes(modality) if modality else frozenset()
-        parts = body_part_values(body_part) if body_part else frozenset()
-        kept = []
-        for link in links:
-            study = session.get(Study, link.study_id)
-            if study is None:
-                continue
-            has = {m.strip().upper() for m in (study.modalities or "").replace(",", "\\").split("\\")}
-            if codes and not has & codes:
-                continue
-            if parts and study.body_part not in parts:
-                continue
-            kept.append(link)
-        links = kept
+        # The same matching as "show my knee MRI" (X-ray families, body-part synonyms).
+        studies = find_studies(session, patient_id, modality=modality or None, body_part=body_part or None)
+        wanted = {study.id for study in studies}
+        links = [link for link in links if link.study_id in wanted]
     return links
 
 
