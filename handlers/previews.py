@@ -16,6 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
+from handlers import texts
 from handlers.callbacks import WINDOW_CODES, View
 from handlers.services import Services
 from imaging.display import CT_PRESETS, WindowChoice
@@ -23,7 +24,7 @@ from imaging.errors import RenderError
 from imaging.overlays import Mark, draw_grid, draw_marks
 from imaging.render import photo_bytes, render
 from imaging.transforms import scale_to
-from store.dicomweb import DicomWebError, PacsNotFound, PacsTimeout, PacsUnreachable, UnknownInstance
+from store.dicomweb import DicomWebError, failure_kind
 from store.filestore import FileStore
 from store.models import Instance, Series
 from store.pacs_store import local_path
@@ -67,15 +68,10 @@ def picture_source(files: FileStore, instance: Instance) -> Path | Dataset:
     cache (blocking: call it in a worker thread). A PACS that fails raises :class:`ArchiveUnavailable`."""
     try:
         return local_path(files, instance)
-    except (PacsUnreachable, PacsTimeout) as exc:
-        raise ArchiveUnavailable("archive-down", "The hospital's image archive can't be reached right now. "
-                                 "Please try again in a few minutes.", type(exc).__name__) from exc
-    except (PacsNotFound, UnknownInstance) as exc:
-        raise ArchiveUnavailable("archive-missing", "This picture is no longer in the hospital's image archive.",
-                                 type(exc).__name__) from exc
     except DicomWebError as exc:
-        raise ArchiveUnavailable("archive-bad", "The hospital's image archive sent something I can't use. "
-                                 "Please try again later.", type(exc).__name__) from exc
+        reason = f"archive-{failure_kind(exc)}"  # the label render.<reason> holds the words in every language
+        english = str(texts.labels()[f"render.{reason}"]["en"])
+        raise ArchiveUnavailable(reason, english, type(exc).__name__) from exc
 
 
 def is_image(instance: Instance) -> bool:

@@ -43,7 +43,7 @@ from share.links import Clock, LinkState, Scope, find_instance, find_link, link_
 from share.ratelimit import FailureLimiter
 from share.render import ImageCache
 from store.db import transaction
-from store.dicomweb import DicomWebError, PacsNotFound, PacsTimeout, PacsUnreachable, UnknownInstance
+from store.dicomweb import DicomWebError, UnknownInstance, failure_kind
 from store.models import Instance, Series, ShareLink, Study, utcnow
 from store.pacs_store import PacsFileStore
 
@@ -135,12 +135,8 @@ def instance_opener(files: FileSource, instance: Instance) -> Callable[[], Binar
 
 def archive_error(exc: DicomWebError) -> JSONResponse:
     """The plain answer when the PACS could not give an instance: 503 down or slow, 404 gone, 502 otherwise."""
-    if isinstance(exc, (PacsUnreachable, PacsTimeout)):
-        status, message = 503, ARCHIVE_DOWN
-    elif isinstance(exc, (PacsNotFound, UnknownInstance)):
-        status, message = 404, ARCHIVE_MISSING
-    else:
-        status, message = 502, ARCHIVE_BAD
+    status, message = {"down": (503, ARCHIVE_DOWN), "missing": (404, ARCHIVE_MISSING)}.get(
+        failure_kind(exc), (502, ARCHIVE_BAD))
     log.warning("PACS fetch failed: %s", type(exc).__name__)
     response = JSONResponse({"error": message}, status_code=status)
     if status == 503:

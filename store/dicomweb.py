@@ -164,6 +164,17 @@ _FRIENDLY: dict[type[DicomWebError], str] = {
 }
 
 
+def failure_kind(exc: DicomWebError) -> str:
+    """How a failed fetch reads to the person waiting: "down" (nothing answered, or too slowly: try again
+    later), "missing" (the image is not there) or "bad" (anything else). The viewer turns it into an HTTP
+    status, the chat into words in the patient's language."""
+    if isinstance(exc, (PacsUnreachable, PacsTimeout)):
+        return "down"
+    if isinstance(exc, (PacsNotFound, UnknownInstance)):
+        return "missing"
+    return "bad"
+
+
 def friendly_message(exc: BaseException) -> str:
     """A short, plain line for the patient about a DICOMweb failure (a generic one for anything else)."""
     for cls in type(exc).__mro__:
