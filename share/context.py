@@ -186,13 +186,16 @@ class ViewerContext:
         if self.events is None:
             self.events = EventBuffer(self.sessions)
 
+    def _networked(self) -> Engine | None:
+        """The sessions' engine when its database is across a network (not a local SQLite file)."""
+        bind = self.sessions.kw.get("bind")
+        return bind if isinstance(bind, Engine) and bind.dialect.name != "sqlite" else None
+
     @property
     def reads(self) -> str:
         """Where read-only lookups run (``read_mode``, chosen by database when not set)."""
         if self.read_mode is None:
-            bind = self.sessions.kw.get("bind")
-            local = isinstance(bind, Engine) and bind.dialect.name == "sqlite"
-            self.read_mode = "loop" if local else "thread"
+            self.read_mode = "thread" if self._networked() is not None else "loop"
         return self.read_mode
 
     def _link_reader(self) -> Engine | None:
@@ -200,12 +203,10 @@ class ViewerContext:
         and ROLLBACK around the SELECT) and no ping before each use (a dropped connection fails the read,
         which ``resolve`` retries on a fresh one). None for SQLite, whose reads are local."""
         if self._reader is None:
-            bind = self.sessions.kw.get("bind")
-            if not isinstance(bind, Engine) or bind.dialect.name == "sqlite":
-                self._reader = False
-            else:
-                self._reader = create_engine(bind.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
-                                             pool_size=self.lookup_threads, max_overflow=0)
+            bind = self._networked()
+            self._reader = False if bind is None else create_engine(
+                bind.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=self.lookup_threads,
+                max_overflow=0)
         return self._reader if isinstance(self._reader, Engine) else None
 
     def close(self) -> None:
@@ -388,10 +389,9 @@ class ViewerContext:
                     await asyncio.wait_for(turn.wait(), 0.1)
         finally:
             line.remove(turn)
-            if line:
-                line[0].set()  # the next in line tries now
-            else:
+            if not line:
                 self._waiting.pop(address, None)
+            self._wake_next(address)  # the next in line tries now
 
     def _wake_next(self, address: str) -> None:
         line = self._waiting.get(address)
