@@ -827,11 +827,14 @@ def understand(text: str, today: dt.date) -> Understanding:
         share_cues = msg.cues.get("share", []) + msg.cues.get("link", [])
         share_at = min((m.start for m in share_cues), default=0)
         # "until 5 December" ends the link; it names no study.
-        for ref in [r for r in refs if until_before(msg.words, r.start, lex) is not None]:
-            hours = until_date(ref, msg.words, today)
+        for ref in list(refs):
+            until = until_before(msg.words, ref.start, lex)
+            if until is None:
+                continue
             refs.remove(ref)
+            hours = until_date(ref, msg.words, today)
             if hours is not None:
-                ended.append(Duration(int(until_before(msg.words, ref.start, lex) or ref.start), ref.end, hours))
+                ended.append(Duration(until, ref.end, hours))
         durations = sorted(ended + find_durations(words, tokens, cleaned, lex, ref_tokens, today),
                            key=lambda d: d.start)
         taken = ref_tokens | {i for d in durations for i in range(d.start, d.end)}
